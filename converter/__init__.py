@@ -1,0 +1,1 @@
+"""Model tools for edge-verify: import, train, quantize and evaluate face encoders (needs the `convert` extra)."""

@@ -1,0 +1,46 @@
+"""Custom Keras layers shared by imported and trained encoders.
+
+They are registered so that a saved ``.keras`` file reloads without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="edge_verify")
+class L2Normalize(keras.layers.Layer):
+    """L2-normalise the last axis with ``tf.math.l2_normalize``.
+
+    The TFLite converter turns this into a single int8 ``L2_NORMALIZATION`` op, unlike
+    ``keras.layers.UnitNormalization`` (which leaves a float SQUARE op behind).
+    """
+
+    def __init__(self, epsilon: float = 1e-12, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs: Any) -> Any:
+        return tf.math.l2_normalize(inputs, axis=-1, epsilon=self.epsilon)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="edge_verify")
+class PixelNormalize(keras.layers.Layer):
+    """``(x - mean) * scale`` on raw 0..255 pixels; keeps the model's input in pixel units."""
+
+    def __init__(self, mean: float = 127.5, scale: float = 1.0 / 128.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mean = float(mean)
+        self.scale = float(scale)
+
+    def call(self, inputs: Any) -> Any:
+        return (inputs - self.mean) * self.scale
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mean": self.mean, "scale": self.scale}

@@ -1,0 +1,220 @@
+"""The ``edge-verify`` command.
+
+Exit codes: 0 success (``verify``: same person; ``identify``: everyone identified); 1 a negative
+answer (``verify``: not the same person; ``identify``: an unknown face; ``embed``: some inputs could
+not be read); 2 an error (bad input, no face, unknown person, empty gallery, bad model or config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import EdgeVerifyError, ImageError, NoFaceError
+
+log = logging.getLogger("edge_verify")
+
+EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and state")
+    g.add_argument("--state-dir", type=Path, help="where the gallery lives (default: $EDGE_VERIFY_STATE_DIR, "
+                   "else $STATE_DIRECTORY, else ~/.local/share/edge-verify)")
+    g.add_argument("--model", help="bundled encoder name or a .tflite path (default: sface-int8)")
+    g.add_argument("--tau", type=float, help="distance threshold; default: the model's manifest")
+    g.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
+    g.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-verify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"edge-verify {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("enroll", help="enrol a person from one or more photos")
+    p.add_argument("name")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--force", action="store_true", help="enrol even when the quality gate refuses a face")
+    _common(p)
+
+    p = sub.add_parser("verify", help="1:1: is the face in IMAGE the claimed person? (exit 0 yes, 1 no)")
+    p.add_argument("--claim", required=True, metavar="NAME")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _common(p)
+
+    p = sub.add_parser("identify", help="1:N: who is the face in each IMAGE? (exit 1 if any is unknown)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=1, help="also list the K nearest people")
+    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    _common(p)
+
+    p = sub.add_parser("embed", help="detect, check and encode every face: one JSON line per IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", default=True, help="JSON lines (the only format)")
+    _common(p)
+
+    p = sub.add_parser("people", help="list or forget enrolled people")
+    psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = psub.add_parser("list", help="enrolled people and their number of templates")
+    q.add_argument("--json", action="store_true")
+    _common(q)
+    q = psub.add_parser("forget", help="remove a person and their templates")
+    q.add_argument("name")
+    _common(q)
+
+    p = sub.add_parser("doctor", help="versions, interpreter, model self-test, cameras")
+    _common(p)
+
+    try:
+        from . import daemon
+    except ImportError:  # pragma: no cover - the daemon module is part of the package
+        daemon = None  # type: ignore[assignment]
+    if daemon is not None and hasattr(daemon, "add_run_arguments"):
+        p = sub.add_parser("run", help="the daemon: camera frames to MQTT access events")
+        daemon.add_run_arguments(p)
+        p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+        p = sub.add_parser("check-config", help="validate a configuration file and exit")
+        daemon.add_check_config_arguments(p)
+        p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    return parser
+
+
+def _verifier(args: argparse.Namespace) -> Any:
+    from .pipeline import FaceVerifier
+
+    return FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    fv = _verifier(args)
+    n = fv.enroll(args.name, args.images, require_quality=not args.force)
+    print(f"enrolled {args.name.strip()!r}: {n} template{'s' * (n != 1)} added")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    d = _verifier(args).verify(args.claim, args.image)
+    if args.json:
+        print(json.dumps({"path": args.image, **d.to_dict()}))
+    else:
+        verdict = "same person" if d.accepted else "not the same person"
+        print(f"{args.image}: {verdict} as {d.person!r} (distance {d.distance:.3f}, tau {d.tau:.3f})")
+    return EXIT_OK if d.accepted else EXIT_NO
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    fv = _verifier(args)
+    status = EXIT_OK
+    for path in args.images:
+        try:
+            d = fv.identify(path, top_k=args.top_k)
+        except (ImageError, NoFaceError) as exc:
+            if len(args.images) == 1:
+                raise
+            print(f"edge-verify: error: {exc}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        if not d.accepted and status == EXIT_OK:
+            status = EXIT_NO
+        if args.json:
+            print(json.dumps({"path": path, **d.to_dict()}))
+        else:
+            who = d.person if d.accepted else "unknown"
+            near = ", ".join(f"{p} {dist:.3f}" for p, dist in d.candidates)
+            print(f"{path}: {who} (nearest: {near}; tau {d.tau:.3f})")
+    return status
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    fv = _verifier(args)
+    status = EXIT_OK
+    for path in args.images:
+        record: dict[str, Any] = {"path": path, "faces": [], "error": None}
+        try:
+            record["faces"] = [f.to_dict() for f in fv.embed(path)]
+            if not record["faces"]:
+                record["error"] = "no face found"
+        except EdgeVerifyError as exc:
+            record["error"] = str(exc)
+            status = EXIT_NO
+        print(json.dumps(record), flush=True)
+    return status
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    from .gallery import Gallery, default_state_dir
+    from .models import resolve_encoder
+
+    gallery = Gallery(args.state_dir or default_state_dir(), resolve_encoder(args.model).sha256)
+    if args.action == "forget":
+        n = gallery.forget(args.name)
+        print(f"forgot {args.name.strip()!r} ({n} template{'s' * (n != 1)})")
+        return EXIT_OK
+    people = gallery.people()
+    if args.json:
+        print(json.dumps([{"name": p.name, "templates": p.templates, "created": p.created} for p in people]))
+    elif not people:
+        print(f"no one is enrolled ({gallery.path})")
+    else:
+        for p in people:
+            print(f"{p.name}\t{p.templates} template{'s' * (p.templates != 1)}\tsince {p.created}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args)
+
+
+COMMANDS = {"enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify, "embed": cmd_embed,
+            "people": cmd_people, "doctor": cmd_doctor}
+
+
+def _setup_logging(debug: bool) -> None:
+    try:
+        from .logs import setup_logging
+    except ImportError:
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s: %(message)s")
+    else:
+        setup_logging(debug=debug)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _setup_logging(debug)
+    try:
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+        from . import daemon
+
+        return int(daemon.run(args) if args.command == "run" else daemon.check_config(args))
+    except EdgeVerifyError as exc:
+        if debug:
+            raise
+        print(f"edge-verify: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for the user; --debug shows the traceback
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"edge-verify: internal error: {type(exc).__name__}: {first} (run with --debug for details)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The encoder: aligned face crops in, L2-normalised 128-d encodings out.
+
+Runs a ``.tflite`` model with LiteRT (``ai_edge_litert``), or with the older ``tflite_runtime`` where
+that is what is installed (32-bit Raspberry Pi OS). TensorFlow is never imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+
+
+def load_interpreter_class() -> tuple[Any, str]:
+    """The Interpreter class of whichever TFLite runtime is installed, and its module name."""
+    forced = os.environ.get("EDGE_VERIFY_INTERPRETER", "")
+    candidates = [forced] if forced else ["ai_edge_litert", "tflite_runtime"]
+    for name in candidates:
+        try:
+            if name == "ai_edge_litert":
+                from ai_edge_litert.interpreter import Interpreter
+            elif name == "tflite_runtime":
+                from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+            else:
+                continue
+        except ImportError:
+            continue
+        return Interpreter, name
+    raise ModelError(
+        "no TFLite interpreter installed: pip install ai-edge-litert (or tflite-runtime on 32-bit Arm)"
+    )
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class Embedder:
+    """One TFLite encoder; ``embed`` is thread-safe (calls are serialised)."""
+
+    def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"encoder model not found: {path}")
+        interpreter_cls, self.interpreter = load_interpreter_class()
+        threads = num_threads if num_threads and num_threads > 0 else min(4, os.cpu_count() or 1)
+        self.num_threads = threads
+        try:
+            self._tfl = interpreter_cls(model_path=str(path), num_threads=threads)
+            self._tfl.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load encoder {path}: {str(exc).strip().splitlines()[0]}") from None
+        inp = self._tfl.get_input_details()[0]
+        out = self._tfl.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_dtype, self._out_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
+        self._in_q = inp["quantization"]
+        self._out_q = out["quantization"]
+        shape = tuple(int(v) for v in inp["shape"])
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"{path.name}: expected an NHWC 3-channel input, got shape {shape}")
+        self.input_size = (shape[2], shape[1])  # (w, h)
+        self.embedding_size = int(out["shape"][-1])
+        self._batch = shape[0]
+        self._lock = threading.Lock()
+
+    @property
+    def dtype(self) -> str:
+        return self._in_dtype.name
+
+    def _quantize(self, crop: np.ndarray) -> np.ndarray:
+        x = crop.astype(np.float32)
+        if self._in_dtype.kind == "f":
+            return x.astype(self._in_dtype)
+        scale, zero = self._in_q
+        info = np.iinfo(self._in_dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self._out_dtype.kind == "f":
+            return y.astype(np.float32)
+        scale, zero = self._out_q
+        return (y.astype(np.float32) - zero) * scale
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        """The L2-normalised encoding of one aligned BGR uint8 crop."""
+        if crop.shape[:2] != self.input_size[::-1] or crop.ndim != 3:
+            raise ValueError(f"expected a {self.input_size[0]}x{self.input_size[1]} BGR crop, got {crop.shape}")
+        x = self._quantize(crop)[None]
+        with self._lock:
+            self._tfl.set_tensor(self._in_index, x)
+            self._tfl.invoke()
+            y = self._tfl.get_tensor(self._out_index)[0].copy()
+        return l2_normalize(self._dequantize(y))
+
+    def embed_batch(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Encodings of several crops, (N, D)."""
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_size), np.float32)
+        return np.stack([self.embed(c) for c in crops])

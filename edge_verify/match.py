@@ -1,0 +1,73 @@
+"""Pure distance maths and decisions: squared L2 between normalised encodings (= 2 - 2 cos)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INT8_SCALE = 127.0  # encodings are stored as round(e * 127): 128 bytes for 128 dimensions
+
+
+def to_int8(embeddings: np.ndarray) -> np.ndarray:
+    """Quantize L2-normalised encodings (components in [-1, 1]) to int8."""
+    return np.clip(np.round(np.asarray(embeddings, np.float32) * INT8_SCALE), -127, 127).astype(np.int8)
+
+
+def from_int8(q: np.ndarray) -> np.ndarray:
+    """Back to float, renormalised to unit length so that d = 2 - 2 cos stays exact."""
+    x = np.asarray(q, np.float32) / INT8_SCALE
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def squared_l2(query: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """d(query, each template) for unit-length vectors, computed as 2 - 2 q.t (one BLAS call)."""
+    if templates.shape[0] == 0:
+        return np.zeros(0, np.float32)
+    d = 2.0 - 2.0 * (templates @ np.asarray(query, np.float32))
+    return np.maximum(d, 0.0).astype(np.float32)
+
+
+def best_per_person(distances: np.ndarray, owner: np.ndarray, n_people: int) -> np.ndarray:
+    """The smallest distance of each person (inf where a person has no template)."""
+    best = np.full(n_people, np.inf, np.float32)
+    np.minimum.at(best, owner, distances)
+    return best
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a verification (1:1) or an identification (1:N)."""
+
+    accepted: bool
+    person: str | None  # the claimed or identified person; None when unknown
+    distance: float | None  # the best distance to that person (or to anyone, when unknown)
+    tau: float
+    candidates: list[tuple[str, float]] = field(default_factory=list)  # best first
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "accepted": self.accepted,
+            "person": self.person,
+            "distance": None if self.distance is None else round(self.distance, 4),
+            "tau": self.tau,
+            "candidates": [{"person": p, "distance": round(d, 4)} for p, d in self.candidates],
+        }
+
+
+def decide_identify(best: np.ndarray, names: list[str], tau: float, top_k: int = 1) -> Decision:
+    """1:N: the nearest person if nearer than tau, else unknown."""
+    if best.size == 0:
+        return Decision(False, None, None, tau, [])
+    order = np.argsort(best, kind="stable")[: max(1, top_k)]
+    candidates = [(names[i], float(best[i])) for i in order if np.isfinite(best[i])]
+    top = int(order[0])
+    if float(best[top]) < tau:
+        return Decision(True, names[top], float(best[top]), tau, candidates)
+    return Decision(False, None, float(best[top]), tau, candidates)
+
+
+def decide_verify(distances: np.ndarray, claim: str, tau: float) -> Decision:
+    """1:1: accept when the claimed person's best template is nearer than tau."""
+    d = float(distances.min()) if distances.size else float("inf")
+    return Decision(d < tau, claim, d, tau, [(claim, d)])

@@ -1,0 +1,139 @@
+"""The bundled models: where they are, what their manifests say, and a sha256 check at load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_ENCODER = "sface-int8"
+DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+DETECTOR_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file (cached by path, size and mtime)."""
+    p = Path(path)
+    st = p.stat()
+    return _sha256(p.resolve(), st.st_mtime_ns, st.st_size)
+
+
+def check_sha256(path: Path, expected: str) -> str:
+    """Raise ModelError when a model file is missing or its sha256 is not ``expected``."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path.name}: sha256 {actual[:12]}... does not match its manifest ({expected[:12]}...); "
+            "the file is damaged or was replaced: reinstall edge-verify or re-export the model"
+        )
+    return actual
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the exporter wrote about an encoder (see docs/DESIGN.md)."""
+
+    path: Path  # the manifest file
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("name", self.path.stem))
+
+    @property
+    def model_path(self) -> Path:
+        return self.path.parent / str(self.data.get("file", self.path.stem + ".tflite"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self.data["sha256"])
+
+    @property
+    def tau(self) -> float:
+        return float(self.data["tau"])
+
+    @property
+    def tau_far(self) -> float | None:
+        far = self.data.get("tau_far")
+        return None if far is None else float(far)
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.data.get("output", {}).get("embedding_size", 128))
+
+    @property
+    def color_order(self) -> str:
+        return str(self.data.get("input", {}).get("color_order", "BGR"))
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and sanity-check a model manifest."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"model manifest not found: {p}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{p}: unreadable model manifest: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{p}: model manifest is not a JSON object")
+    for key in ("sha256", "tau"):
+        if key not in data:
+            raise ModelError(f"{p}: model manifest has no {key!r}")
+    return Manifest(p, data)
+
+
+def bundled_manifests() -> dict[str, Manifest]:
+    """Every bundled encoder, by name."""
+    found = {}
+    for p in sorted(MODEL_DIR.glob("*.json")):
+        try:
+            m = load_manifest(p)
+        except ModelError:
+            continue
+        found[m.name] = m
+    return found
+
+
+def resolve_encoder(model: str | Path | None = None) -> Manifest:
+    """A bundled encoder by name, or a ``.tflite``/manifest path; the model's sha256 is checked."""
+    if model is None:
+        model = DEFAULT_ENCODER
+    text = str(model)
+    bundled = bundled_manifests()
+    if text in bundled:
+        manifest = bundled[text]
+    else:
+        p = Path(text)
+        if p.suffix == ".tflite":
+            p = p.with_suffix(".json")
+        elif p.suffix != ".json":
+            names = ", ".join(sorted(bundled)) or "none"
+            raise ModelError(f"unknown model {text!r}: give a bundled name ({names}) or a .tflite path")
+        manifest = load_manifest(p)
+    check_sha256(manifest.model_path, manifest.sha256)
+    return manifest
+
+
+def detector_path() -> Path:
+    """The bundled YuNet file, sha256-checked."""
+    path = MODEL_DIR / DETECTOR_FILE
+    check_sha256(path, DETECTOR_SHA256)
+    return path

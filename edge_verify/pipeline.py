@@ -1,0 +1,176 @@
+"""``FaceVerifier``: image in, decision out. Detection, quality, alignment, encoding and matching."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+
+from .align import align_face
+from .detect import Face, FaceDetector
+from .embed import Embedder
+from .errors import GalleryError, ImageError, NoFaceError, UnknownPersonError
+from .gallery import Gallery, default_state_dir
+from .imageio import read_image
+from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
+from .models import Manifest, resolve_encoder
+from .quality import Quality, QualityThresholds, assess
+
+log = logging.getLogger(__name__)
+
+ImageLike = Union[str, "os.PathLike[str]", np.ndarray]
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    face: Face
+    quality: Quality
+    embedding: np.ndarray | None  # (128,) float32, unit length; None when not encoded
+
+    def to_dict(self) -> dict[str, object]:
+        x, y, w, h = self.face.bbox
+        return {
+            "bbox": [round(x, 1), round(y, 1), round(w, 1), round(h, 1)],
+            "score": round(self.face.score, 4),
+            "landmarks": [[round(float(a), 1), round(float(b), 1)] for a, b in self.face.landmarks],
+            "quality": self.quality.to_dict(),
+            "embedding": None if self.embedding is None else [round(float(v), 6) for v in self.embedding],
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Every face of one image, largest first, with the time each stage took (ms)."""
+
+    faces: list[FaceResult]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _name(image: ImageLike) -> str:
+    return "image" if isinstance(image, np.ndarray) else str(image)
+
+
+class FaceVerifier:
+    """Enrol people and verify or identify faces against them.
+
+    >>> fv = FaceVerifier(state_dir="/tmp/ev")
+    >>> fv.enroll("alice", ["alice.jpg"])
+    >>> fv.verify("alice", "door.jpg").accepted
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        state_dir: str | Path | None = None,
+        tau: float | None = None,
+        num_threads: int | None = None,
+        quality: QualityThresholds | None = None,
+        detector: FaceDetector | None = None,
+    ) -> None:
+        self.manifest: Manifest = resolve_encoder(model)
+        self.embedder = Embedder(self.manifest.model_path, num_threads)
+        self.detector = detector or FaceDetector()
+        self.tau = float(tau) if tau is not None else self.manifest.tau
+        self.quality_limits = quality or QualityThresholds()
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self._gallery: Gallery | None = None
+
+    @property
+    def model_sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def gallery(self) -> Gallery:
+        if self._gallery is None:
+            self._gallery = Gallery(self.state_dir, self.model_sha256)
+        return self._gallery
+
+    def close(self) -> None:
+        if self._gallery is not None:
+            self._gallery.close()
+            self._gallery = None
+
+    # -- faces -----------------------------------------------------------------------------------------
+    def process(self, image: ImageLike, only_ok: bool = False, max_faces: int | None = None) -> FrameResult:
+        """Detect, check and encode the faces of an image (a path or a BGR array)."""
+        t0 = time.perf_counter()
+        img = read_image(image) if not isinstance(image, np.ndarray) else image
+        t1 = time.perf_counter()
+        faces = self.detector.detect(img)[:max_faces]
+        t2 = time.perf_counter()
+        crops = [align_face(img, f.landmarks) for f in faces]
+        t3 = time.perf_counter()
+        results = []
+        for face, crop in zip(faces, crops):
+            q = assess(face, crop, self.quality_limits)
+            emb = self.embedder.embed(crop) if (q.ok or not only_ok) else None
+            results.append(FaceResult(face, q, emb))
+        t4 = time.perf_counter()
+        ms = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "embed": t4 - t3}
+        return FrameResult(results, {k: round(v * 1000, 2) for k, v in ms.items()})
+
+    def embed(self, image: ImageLike) -> list[FaceResult]:
+        """Every face of an image with its quality and encoding, largest first."""
+        return self.process(image).faces
+
+    def encode_one(self, image: ImageLike, require_quality: bool = False) -> np.ndarray:
+        """The encoding of the main (largest) face of an image; raises NoFaceError when there is none."""
+        faces = self.process(image, max_faces=None).faces
+        name = _name(image)
+        if not faces:
+            raise NoFaceError(f"{name}: no face found")
+        if len(faces) > 1:
+            log.warning("%s: %d faces found, the largest is used", name, len(faces))
+        main = faces[0]
+        if require_quality and not main.quality.ok:
+            raise ImageError(f"{name}: face not usable: {'; '.join(main.quality.reasons)}")
+        assert main.embedding is not None
+        return main.embedding
+
+    # -- gallery ---------------------------------------------------------------------------------------
+    def enroll(self, name: str, images: Iterable[ImageLike], require_quality: bool = True) -> int:
+        """Enrol a person from one or more photos (all or nothing); returns the templates added."""
+        embeddings = [self.encode_one(img, require_quality) for img in images]
+        if not embeddings:
+            raise ImageError("no image given to enrol from")
+        return self.gallery.add(name, np.stack(embeddings))
+
+    def forget(self, name: str) -> int:
+        return self.gallery.forget(name)
+
+    def people(self) -> list[str]:
+        return [p.name for p in self.gallery.people()]
+
+    # -- decisions -------------------------------------------------------------------------------------
+    def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision:
+        """Decide for one encoding: verify against ``claim`` (1:1), or identify (1:N) without one."""
+        m = self.gallery.matrix()
+        if not m.names:
+            raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+        if claim is not None:
+            claim = claim.strip()
+            if claim not in m.names:
+                raise UnknownPersonError(f"{claim!r} is not enrolled")
+            idx = m.names.index(claim)
+            return decide_verify(squared_l2(embedding, m.vectors[m.owner == idx]), claim, self.tau)
+        best = best_per_person(squared_l2(embedding, m.vectors), m.owner, len(m.names))
+        return decide_identify(best, m.names, self.tau, top_k)
+
+    def verify(self, claim: str, image: ImageLike) -> Decision:
+        """1:1: is the main face of ``image`` the enrolled person ``claim``?"""
+        if claim.strip() not in self.gallery:
+            if not self.gallery.people():
+                raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+            raise UnknownPersonError(f"{claim!r} is not enrolled")
+        return self.match(self.encode_one(image), claim=claim)
+
+    def identify(self, image: ImageLike, top_k: int = 1) -> Decision:
+        """1:N: who is the main face of ``image``, if anyone enrolled?"""
+        if not self.gallery.people():
+            raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+        return self.match(self.encode_one(image), top_k=top_k)

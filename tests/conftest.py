@@ -1,0 +1,59 @@
+"""Shared fixtures: real photos from ../shared, the bundled model, a private state directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared")).resolve()
+LFW = SHARED / "data" / "lfw"
+YALEB = SHARED / "data" / "extended_yaleb"
+SHARED_MODELS = SHARED / "models"
+SFACE_ONNX = SHARED_MODELS / "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+def lfw_photo(name: str, number: int) -> Path:
+    """A real LFW photo, e.g. lfw_photo("Tony_Blair", 3)."""
+    path = LFW / "images" / f"{name}_{number:04d}.jpg"
+    if not path.exists():
+        pytest.fail(f"shared data missing: {path} (set EDGE_VERIFY_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not LFW.is_dir():
+        pytest.fail(f"shared data not found at {SHARED}: set EDGE_VERIFY_SHARED")
+    return SHARED
+
+
+@pytest.fixture()
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture(scope="session")
+def verifier_factory() -> Iterator[object]:
+    """Build FaceVerifiers over the bundled model, sharing one detector and embedder (fast)."""
+    from edge_verify.pipeline import FaceVerifier
+
+    base = FaceVerifier(state_dir="/nonexistent-unused")
+    made: list[FaceVerifier] = []
+
+    def make(state: Path, **kw: object) -> FaceVerifier:
+        fv = FaceVerifier.__new__(FaceVerifier)
+        fv.__dict__.update(base.__dict__)
+        fv.state_dir = Path(state)
+        fv._gallery = None
+        for k, v in kw.items():
+            setattr(fv, k, v)
+        made.append(fv)
+        return fv
+
+    yield make
+    for fv in made:
+        fv.close()
