@@ -12,8 +12,9 @@ import sqlite3
 import threading
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class GalleryMatrix:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Gallery:
@@ -110,7 +111,7 @@ class Gallery:
     def close(self) -> None:
         self._conn.close()
 
-    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._lock:
                 return self._conn.execute(sql, args).fetchall()
@@ -180,7 +181,7 @@ class Gallery:
     def matrix(self) -> GalleryMatrix:
         """Every template as a float matrix; cached until the database changes (any process)."""
         (version,) = self._execute("PRAGMA data_version")[0]
-        stamp = int(version)  # type: ignore[call-overload]
+        stamp = int(version)
         if self._cache is not None and self._cache[0] == stamp:
             return self._cache[1]
         self.check_model()
@@ -193,7 +194,7 @@ class Gallery:
             if not names or names[-1] != name:
                 names.append(str(name))
             owner[i] = len(names) - 1
-            q[i] = np.frombuffer(blob, np.int8)  # type: ignore[arg-type]
+            q[i] = np.frombuffer(blob, np.int8)
         m = GalleryMatrix(names, owner, from_int8(q) if len(rows) else np.zeros((0, 128), np.float32))
         self._cache = (stamp, m)
         return m

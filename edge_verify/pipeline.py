@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class FaceVerifier:
         crops = [align_face(img, f.landmarks) for f in faces]
         t3 = time.perf_counter()
         results = []
-        for face, crop in zip(faces, crops):
+        for face, crop in zip(faces, crops, strict=True):
             q = assess(face, crop, self.quality_limits)
             emb = self.embedder.embed(crop) if (q.ok or not only_ok) else None
             results.append(FaceResult(face, q, emb))

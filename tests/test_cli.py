@@ -1,0 +1,115 @@
+"""The edge-verify command, run as a user runs it (a subprocess), on real photos and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from .conftest import REPO, lfw_photo
+
+
+def ev(*args: str | Path, state: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edge_verify", *map(str, args), "--state-dir", str(state)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+@pytest.fixture()
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    files["missing"] = tmp_path / "missing.jpg"
+    files["empty"] = tmp_path / "empty.jpg"
+    files["empty"].write_bytes(b"")
+    files["truncated"] = tmp_path / "truncated.jpg"
+    files["truncated"].write_bytes(lfw_photo("Tony_Blair", 18).read_bytes()[:2500])
+    files["text"] = tmp_path / "notes.png"
+    files["text"].write_text("not an image at all")
+    files["tiny"] = tmp_path / "tiny.png"
+    cv2.imwrite(str(files["tiny"]), np.zeros((1, 1, 3), np.uint8))
+    files["huge"] = tmp_path / "huge.png"
+    small = cv2.imencode(".png", np.zeros((20, 20), np.uint8))[1].tobytes()
+    files["huge"].write_bytes(small[:16] + (20000).to_bytes(4, "big") * 2 + small[24:])
+    files["noface"] = tmp_path / "wall.jpg"
+    cv2.imwrite(str(files["noface"]), np.full((240, 320, 3), 90, np.uint8))
+    return files
+
+
+def one_line_error(p: subprocess.CompletedProcess[str]) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert lines[0].startswith("edge-verify: error:")
+    return lines[0]
+
+
+def test_enroll_verify_identify_exit_codes(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    p = ev("enroll", "tony", lfw_photo("Tony_Blair", 18), state=state)
+    assert p.returncode == 0, p.stderr
+    assert ev("verify", "--claim", "tony", lfw_photo("Tony_Blair", 32), state=state).returncode == 0
+    assert ev("verify", "--claim", "tony", lfw_photo("Hans_Blix", 7), state=state).returncode == 1
+    p = ev("identify", "--json", lfw_photo("Tony_Blair", 32), lfw_photo("Hans_Blix", 7), state=state)
+    assert p.returncode == 1
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["person"] for r in rows] == ["tony", None]
+    p = ev("people", "list", "--json", state=state)
+    assert json.loads(p.stdout)[0]["name"] == "tony"
+    assert ev("people", "forget", "tony", state=state).returncode == 0
+    assert json.loads(ev("people", "list", "--json", state=state).stdout) == []
+
+
+def test_embed_json_goes_on_after_bad_paths(tmp_path: Path, bad_files: dict[str, Path]) -> None:
+    good = lfw_photo("Tony_Blair", 18)
+    paths = [bad_files["missing"], good, bad_files["truncated"], bad_files["noface"]]
+    p = ev("embed", "--json", *paths, state=tmp_path / "s")
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(x) for x in paths]
+    assert rows[0]["faces"] == [] and "no such file" in rows[0]["error"]
+    assert rows[1]["error"] is None and len(rows[1]["faces"][0]["embedding"]) == 128
+    face = rows[1]["faces"][0]
+    assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5 and "ok" in face["quality"]
+    assert "truncated" in rows[2]["error"]
+    assert rows[3]["faces"] == [] and rows[3]["error"] == "no face found"
+    assert p.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "no such file"), ("empty", "empty"), ("truncated", "truncated"), ("text", "not an image"),
+     ("tiny", "too small"), ("huge", "larger than"), ("noface", "no face found")],
+)
+def test_bad_inputs_one_line_errors(tmp_path: Path, bad_files: dict[str, Path], kind: str, message: str) -> None:
+    state = tmp_path / "state"
+    assert ev("enroll", "tony", lfw_photo("Tony_Blair", 18), state=state).returncode == 0
+    p = ev("verify", "--claim", "tony", bad_files[kind], state=state)
+    assert p.returncode == 2
+    assert message in one_line_error(p)
+
+
+def test_unknown_claim_empty_gallery_and_several_faces(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    p = ev("identify", lfw_photo("Tony_Blair", 18), state=state)
+    assert p.returncode == 2 and "no one is enrolled" in one_line_error(p)
+    assert ev("enroll", "tony", lfw_photo("Tony_Blair", 18), state=state).returncode == 0
+    p = ev("verify", "--claim", "nobody", lfw_photo("Tony_Blair", 32), state=state)
+    assert p.returncode == 2 and "'nobody' is not enrolled" in one_line_error(p)
+    a = cv2.imread(str(lfw_photo("Tony_Blair", 32)))
+    b = cv2.resize(cv2.imread(str(lfw_photo("Hans_Blix", 7))), (100, 100))
+    group = np.zeros((200, 300, 3), np.uint8)
+    group[25:175, 0:150] = a
+    group[50:150, 180:280] = b
+    path = tmp_path / "group.jpg"
+    cv2.imwrite(str(path), group)
+    p = ev("verify", "--claim", "tony", path, state=state)
+    assert p.returncode == 0, p.stderr
+    assert "faces found, the largest is used" in p.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    p = ev("verify", "--claim", "x", tmp_path / "missing.jpg", "--debug", state=tmp_path / "s")
+    assert p.returncode != 0 and "Traceback" in p.stderr
