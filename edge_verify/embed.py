@@ -6,8 +6,11 @@ that is what is installed (32-bit Raspberry Pi OS). TensorFlow is never imported
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,27 @@ def load_interpreter_class() -> tuple[Any, str]:
     )
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence the C++ runtime's own stderr lines ("INFO: Created TensorFlow Lite XNNPACK delegate")."""
+    if os.environ.get("EDGE_VERIFY_DEBUG_NATIVE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
@@ -52,8 +76,9 @@ class Embedder:
         threads = num_threads if num_threads and num_threads > 0 else min(4, os.cpu_count() or 1)
         self.num_threads = threads
         try:
-            self._tfl = interpreter_cls(model_path=str(path), num_threads=threads)
-            self._tfl.allocate_tensors()
+            with _native_stderr_silenced():
+                self._tfl = interpreter_cls(model_path=str(path), num_threads=threads)
+                self._tfl.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load encoder {path}: {str(exc).strip().splitlines()[0]}") from None
         inp = self._tfl.get_input_details()[0]
