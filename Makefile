@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	$(BIN)/python -m edge_verify.demo
+	$(BIN)/python scripts/demo.py
 
 test: venv
 	$(BIN)/python -m pytest -q

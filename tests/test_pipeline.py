@@ -111,3 +111,14 @@ def test_gallery_from_another_model_is_refused(verifier_factory: Any, state_dir:
     fv = verifier_factory(state_dir)
     with pytest.raises(GalleryError, match="another model"):
         fv.identify(lfw_photo("Tony_Blair", 18))
+
+
+def test_detection_on_a_small_stream_encodes_from_the_full_frame(fv: Any) -> None:
+    """picamera2's lores stream: detect on the small image, align and encode from the main one."""
+    main = np.zeros((480, 640, 3), np.uint8)
+    main[90:390, 170:470] = cv2.resize(cv2.imread(str(lfw_photo("Tony_Blair", 18))), (300, 300))
+    lores = cv2.resize(main, (320, 240), interpolation=cv2.INTER_AREA)
+    direct = fv.process(main).faces[0]
+    via_lores = fv.process(main, detect_image=lores).faces[0]
+    np.testing.assert_allclose(via_lores.face.landmarks, direct.face.landmarks, atol=12)  # 4% of the face
+    assert float(((via_lores.embedding - direct.embedding) ** 2).sum()) < 0.3

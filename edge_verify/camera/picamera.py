@@ -1,0 +1,66 @@
+"""Raspberry Pi camera through picamera2 (imported only here, when this backend is chosen).
+
+A video configuration with a ``main`` RGB888 stream (arrives in BGR order: crops come from it) and a
+small ``lores`` YUV420 stream (the format every Pi model gives; detection runs on it), both taken from
+one ``captured_request()`` so they show the same instant."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .base import CameraError, Frame, FrameSource
+
+
+class Picamera2Source(FrameSource):
+    name = "picamera2"
+
+    def __init__(self, width: int = 1280, height: int = 720, lores_width: int = 640, lores_height: int = 360,
+                 fps: float = 10.0, camera_num: int = 0) -> None:
+        self.size, self.lores_size = (width, height), (lores_width, lores_height)
+        self.fps, self.camera_num = fps, camera_num
+        self._cam: Any = None
+        self.index = 0
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError:
+            raise CameraError("picamera2 is not installed (on Raspberry Pi OS: apt install python3-picamera2,"
+                              " and create the venv with --system-site-packages)") from None
+        try:
+            cam = Picamera2(self.camera_num)
+            config = cam.create_video_configuration(
+                main={"size": self.size, "format": "RGB888"},
+                lores={"size": self.lores_size, "format": "YUV420"},
+                controls={"FrameRate": self.fps}, buffer_count=4)
+            cam.configure(config)
+            cam.start()
+        except Exception as e:
+            raise CameraError(f"cannot start camera {self.camera_num}: {e}") from None
+        self._cam = cam
+
+    def read(self) -> Frame | None:
+        import cv2
+
+        try:
+            with self._cam.captured_request() as request:
+                main = request.make_array("main")
+                yuv = request.make_array("lores")
+                meta = request.get_metadata()
+        except Exception as e:
+            raise CameraError(f"capture failed: {e}") from None
+        lores = cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR)
+        ts_ns = meta.get("SensorTimestamp")
+        ts = ts_ns / 1e9 if ts_ns else time.monotonic()
+        frame = Frame(main[:, :, :3], ts, self.index, f"picamera2#{self.index}", lores=lores)
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._cam is not None:
+            try:
+                self._cam.stop()
+            finally:
+                self._cam.close()
+                self._cam = None

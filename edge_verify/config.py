@@ -1,0 +1,292 @@
+"""The daemon's configuration: TOML (stdlib ``tomllib``) read into frozen dataclasses.
+
+Unknown sections or keys and bad values raise a one-line :class:`ConfigError` naming the key
+(``camera.fps: must be > 0, got -1``). Secrets never live in the TOML: the MQTT password comes from a
+file, by default ``mqtt-password`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATHS = ("/etc/edge-verify/config.toml",)
+CREDENTIAL_NAME = "mqtt-password"
+CAMERA_TYPES = ("picamera2", "opencv", "directory", "video", "synthetic")
+
+
+def _f(default: Any, *, choices: tuple[str, ...] | None = None, min: float | None = None,
+       gt: float | None = None, max: float | None = None) -> Any:
+    return field(default=default, metadata={"choices": choices, "min": min, "gt": gt, "max": max})
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = ""  # "" = the host name
+    state_dir: str = ""  # "" = $STATE_DIRECTORY, else /var/lib/edge-verify
+    mode: str = _f("identify", choices=("identify", "claim"))
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    type: str = _f("picamera2", choices=CAMERA_TYPES)
+    source: str = ""
+    fps: float = _f(10.0, gt=0, max=120)
+    width: int = _f(1280, min=16)
+    height: int = _f(720, min=16)
+    lores_width: int = _f(640, min=16)
+    lores_height: int = _f(360, min=16)
+    at_end: str = _f("stop", choices=("stop", "wait", "loop"))
+    reopen_min_s: float = _f(0.5, gt=0)
+    reopen_max_s: float = _f(30.0, gt=0)
+    read_timeout_s: float = _f(5.0, gt=0)
+    seed: int = _f(0, min=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = ""  # "" = the bundled default encoder; or a path to a .tflite/.json manifest
+    tau: float | None = _f(None, gt=0, max=4)
+    threads: int = _f(2, min=1, max=64)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    require_ok: bool = True
+    max_faces: int = _f(1, min=1, max=16)
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    k: int = _f(3, min=1)
+    n: int = _f(5, min=1)
+    window_s: float = _f(3.0, gt=0)
+    cooldown_s: float = _f(10.0, min=0)
+    unknown_cooldown_s: float = _f(10.0, min=0)
+    claim_max_ttl_s: float = _f(60.0, gt=0)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = _f(1883, min=1, max=65535)
+    client_id: str = ""  # "" = edge-verify-<device id>
+    keepalive: int = _f(30, min=5, max=65535)
+    topic_prefix: str = "edge-verify"
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""  # "" = $CREDENTIALS_DIRECTORY/mqtt-password when present
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    reconnect_min_s: int = _f(1, min=1)
+    reconnect_max_s: int = _f(30, min=1)
+    telemetry_interval_s: float = _f(30.0, gt=0)
+    max_inflight: int = _f(20, min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_events: int = _f(10000, min=1)
+    max_age_s: float = _f(7 * 24 * 3600.0, gt=0)
+    stale_after_s: float = _f(10.0, gt=0)
+    flush_timeout_s: float = _f(5.0, min=0)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = _f("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = DeviceConfig()
+    camera: CameraConfig = CameraConfig()
+    model: ModelConfig = ModelConfig()
+    quality: QualityConfig = QualityConfig()
+    decision: DecisionConfig = DecisionConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def device_id(self) -> str:
+        return self.device.id or _hostname()
+
+    @property
+    def state_path(self) -> Path:
+        """``device.state_dir``, else $EDGE_VERIFY_STATE_DIR, else $STATE_DIRECTORY (systemd), else
+        ~/.local/share/edge-verify, as for the other commands (``gallery.default_state_dir``)."""
+        if self.device.state_dir:
+            return Path(self.device.state_dir).expanduser()
+        for var in ("EDGE_VERIFY_STATE_DIR", "STATE_DIRECTORY"):
+            value = os.environ.get(var)
+            if value:
+                return Path(value.split(":")[0])
+        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(data_home) / "edge-verify"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-verify-{self.device_id}"
+
+    def password(self) -> str | None:
+        """The MQTT password from its file (``ConfigError`` when the file is named but unreadable)."""
+        path = password_path(self.mqtt.password_file)
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"mqtt.password_file: cannot read {path}: {e.strerror}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _hostname() -> str:
+    name = socket.gethostname().split(".")[0] or "edge-verify"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def password_path(password_file: str) -> Path | None:
+    """Where the MQTT password is: ``password_file`` (relative to ``$CREDENTIALS_DIRECTORY`` when set),
+    else ``$CREDENTIALS_DIRECTORY/mqtt-password`` if it exists, else None."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if password_file:
+        p = Path(password_file)
+        if not p.is_absolute() and creds:
+            p = Path(creds) / p
+        return p
+    if creds and (Path(creds) / CREDENTIAL_NAME).is_file():
+        return Path(creds) / CREDENTIAL_NAME
+    return None
+
+
+def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:
+    optional = typ in (float | None, int | None, str | None)
+    base = {float | None: float, int | None: int, str | None: str}.get(typ, typ)
+    if value is None and optional:
+        return None
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: must be a number, got {value!r}")
+        value = float(value)
+    elif base is str and not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string, got {value!r}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if meta.get("min") is not None and value < meta["min"]:
+            raise ConfigError(f"{key}: must be >= {meta['min']}, got {value!r}")
+        if meta.get("gt") is not None and value <= meta["gt"]:
+            raise ConfigError(f"{key}: must be > {meta['gt']}, got {value!r}")
+        if meta.get("max") is not None and value > meta["max"]:
+            raise ConfigError(f"{key}: must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def _section(name: str, cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a table, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(fields)})")
+        values[key] = _convert(f"{name}.{key}", value, hints[key], dict(fields[key].metadata))
+    return cls(**values)
+
+
+def _check(cfg: Config) -> Config:
+    d, c, m = cfg.decision, cfg.camera, cfg.mqtt
+    if d.k > d.n:
+        raise ConfigError(f"decision.k: must be <= decision.n ({d.n}), got {d.k}")
+    if c.reopen_min_s > c.reopen_max_s:
+        raise ConfigError(f"camera.reopen_min_s: must be <= camera.reopen_max_s ({c.reopen_max_s})")
+    if m.reconnect_min_s > m.reconnect_max_s:
+        raise ConfigError(f"mqtt.reconnect_min_s: must be <= mqtt.reconnect_max_s ({m.reconnect_max_s})")
+    if c.type in ("directory", "video") and not c.source:
+        raise ConfigError(f"camera.source: needed for camera.type = {c.type!r}")
+    if (m.cert_file or m.key_file or m.ca_file) and not m.tls:
+        raise ConfigError("mqtt.tls: must be true when mqtt.ca_file, cert_file or key_file is set")
+    if bool(m.cert_file) != bool(m.key_file):
+        raise ConfigError("mqtt.cert_file: cert_file and key_file go together")
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(m, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"mqtt.{key}: no such file: {value}")
+    for ch in "#+/":
+        if ch in cfg.device_id:
+            raise ConfigError(f"device.id: must not contain {ch!r}, got {cfg.device_id!r}")
+    if any(ch in m.topic_prefix for ch in "#+"):
+        raise ConfigError(f"mqtt.topic_prefix: must not contain # or +, got {m.topic_prefix!r}")
+    return cfg
+
+
+def parse(data: dict[str, Any]) -> Config:
+    """A validated Config from a TOML document already parsed into a dict."""
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = get_type_hints(Config)
+    values = {}
+    for name, value in data.items():
+        if name not in sections:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(sections)})")
+        values[name] = _section(name, hints[name], value)
+    return _check(Config(**values))
+
+
+def default_config_text() -> str:
+    """The commented default configuration shipped in the package."""
+    return resources.files("edge_verify").joinpath("default_config.toml").read_text(encoding="utf-8")
+
+
+def default_config_path() -> Path | None:
+    """The config file used when none is named: ``$CONFIGURATION_DIRECTORY/config.toml``, then
+    /etc/edge-verify/config.toml; None when neither exists (built-in defaults)."""
+    conf_dir = os.environ.get("CONFIGURATION_DIRECTORY")
+    candidates = [Path(conf_dir.split(":")[0]) / "config.toml"] if conf_dir else []
+    candidates += [Path(p) for p in DEFAULT_CONFIG_PATHS]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and validate a TOML config (None: the default location, or built-in defaults), then apply
+    ``overrides`` ({section: {key: value}}, from the command line) with the same checks."""
+    data: dict[str, Any] = {}
+    if path is None:
+        path = default_config_path()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for section, values in (overrides or {}).items():
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigError(f"{section}: must be a table")
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    return parse(data)

@@ -1,0 +1,147 @@
+"""From per-frame votes to one decision per visit: k of n frames within T seconds, then a cooldown.
+
+Pure logic, no I/O and no clock of its own: every call carries the frame's timestamp (seconds, any
+monotonic origin), so a replay at any speed gives the same decisions.
+
+- identify mode: a frame votes for the enrolled person it matched, for UNKNOWN (a usable face that
+  matches nobody), or for nothing (no usable face). k agreeing votes among the last n frames, all within
+  ``window_s``, give ``granted`` (a person) or ``unknown_face``.
+- claim mode: only while a claim is active; a frame votes for the claimed person (match under tau) or
+  for MISMATCH. k agreeing votes give ``granted`` or ``denied``; a claim that expires undecided gives
+  ``denied`` (reason ``claim_expired``). Without a claim, frames are ignored.
+- Cooldown: after an event for a label, no new event for that label until it has been unseen for
+  ``cooldown_s`` (``unknown_cooldown_s`` for unknown faces and errors): one visit, one event.
+- Fail-secure: an internal error clears the window and gives an ``error`` event, never ``granted``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+UNKNOWN = "\x00unknown"
+MISMATCH = "\x00mismatch"
+ERROR = "\x00error"
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One frame's opinion: ``label`` is a person, UNKNOWN, MISMATCH, or None (no usable face)."""
+
+    ts: float
+    label: str | None
+    distance: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision to publish."""
+
+    event_type: str  # granted | denied | unknown_face | error
+    person: str | None
+    distance: float | None
+    frames: int
+    reason: str | None = None
+
+
+@dataclass
+class Claim:
+    person: str
+    expires: float
+
+
+class DecisionWindow:
+    """The k-of-n-within-T window with per-label cooldown; see the module docstring."""
+
+    def __init__(self, k: int = 3, n: int = 5, window_s: float = 3.0, cooldown_s: float = 10.0,
+                 unknown_cooldown_s: float = 10.0, mode: str = "identify") -> None:
+        if not 1 <= k <= n:
+            raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+        if mode not in ("identify", "claim"):
+            raise ValueError(f"mode must be identify or claim, got {mode!r}")
+        self.k, self.n, self.window_s = k, n, window_s
+        self.cooldown_s, self.unknown_cooldown_s, self.mode = cooldown_s, unknown_cooldown_s, mode
+        self.votes: deque[Vote] = deque(maxlen=n)
+        self.last_seen: dict[str, float] = {}  # label -> last ts seen since its last event
+        self.claim: Claim | None = None
+
+    # -- claims ---------------------------------------------------------------------------------
+    def set_claim(self, person: str, ts: float, ttl_s: float) -> Verdict | None:
+        """Start verifying against ``person`` until ``ts + ttl_s``. A claim still pending is ended first
+        and returned as ``denied`` (superseded)."""
+        previous = self._end_claim("claim_superseded") if self.claim else None
+        self.claim = Claim(person, ts + ttl_s)
+        self.votes.clear()
+        return previous
+
+    def _end_claim(self, reason: str) -> Verdict:
+        assert self.claim is not None
+        person = self.claim.person
+        self.claim = None
+        self.votes.clear()
+        return Verdict("denied", person, None, 0, reason)
+
+    def tick(self, ts: float) -> Verdict | None:
+        """Time passes without a frame: an expired claim gives ``denied``."""
+        if self.claim is not None and ts >= self.claim.expires:
+            return self._end_claim("claim_expired")
+        return None
+
+    # -- frames ---------------------------------------------------------------------------------
+    def _cooldown(self, label: str) -> float:
+        return self.cooldown_s if label not in (UNKNOWN, ERROR) else self.unknown_cooldown_s
+
+    def _cooling(self, label: str, ts: float) -> bool:
+        """True when ``label`` is in cooldown; seeing it again extends the cooldown."""
+        last = self.last_seen.get(label)
+        if last is None:
+            return False
+        if ts - last < self._cooldown(label):
+            self.last_seen[label] = ts
+            return True
+        del self.last_seen[label]
+        return False
+
+    def observe(self, vote: Vote) -> Verdict | None:
+        """Add one frame's vote; return a Verdict when the window decides."""
+        expired = self.tick(vote.ts)
+        if expired is not None:
+            return expired
+        if self.mode == "claim" and self.claim is None:
+            return None
+        if vote.label is not None and self.mode == "identify" and self._cooling(vote.label, vote.ts):
+            return None
+        self.votes.append(vote)
+        while self.votes and vote.ts - self.votes[0].ts > self.window_s:
+            self.votes.popleft()
+        if vote.label is None:
+            return None
+        agreeing = [v for v in self.votes if v.label == vote.label]
+        if len(agreeing) < self.k:
+            return None
+        distances = [v.distance for v in agreeing if v.distance is not None]
+        best = min(distances) if distances else None
+        self.votes = deque((v for v in self.votes if v.label != vote.label), maxlen=self.n)
+        if self.mode == "claim":
+            assert self.claim is not None
+            person = self.claim.person
+            self.claim = None
+            self.votes.clear()
+            if vote.label == MISMATCH:
+                return Verdict("denied", person, best, len(agreeing), "no_match")
+            return Verdict("granted", person, best, len(agreeing))
+        self.last_seen[vote.label] = vote.ts
+        if vote.label == UNKNOWN:
+            return Verdict("unknown_face", None, best, len(agreeing))
+        return Verdict("granted", vote.label, best, len(agreeing))
+
+    def error(self, ts: float, reason: str) -> Verdict | None:
+        """An internal error on a frame: fail-secure. Clears the window (and any claim); gives an
+        ``error`` verdict unless one was given within ``unknown_cooldown_s``."""
+        self.votes.clear()
+        person = self.claim.person if self.claim else None
+        self.claim = None
+        if self._cooling(ERROR, ts):
+            return None
+        self.last_seen[ERROR] = ts
+        return Verdict("error", person, None, 0, reason)

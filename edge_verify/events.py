@@ -1,0 +1,90 @@
+"""Access events, schema v1 (``edge_verify/schemas/event-v1.json``).
+
+An event is built when the decision window decides, stored in the outbox (which gives it its ``seq``),
+and finalised at each send (``delayed``, ``stale``). It never holds an image or a face encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .decision import Verdict
+
+SCHEMA_VERSION = 1
+EVENT_TYPES = ("granted", "denied", "unknown_face", "error")
+_BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+@lru_cache(maxsize=1)
+def boot_id() -> str:
+    """The kernel's boot id (a new one each boot); a random one per process where there is none."""
+    try:
+        return _BOOT_ID_PATH.read_text().strip() or str(uuid.uuid4())
+    except OSError:
+        return str(uuid.uuid4())
+
+
+def iso_utc(t: float) -> str:
+    """``t`` (Unix seconds) as ISO-8601 UTC with milliseconds: 2025-01-31T12:00:00.123Z."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso_utc(ts: str) -> float:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None, model: str | None,
+               latency_ms: dict[str, float], now: float) -> dict[str, Any]:
+    """The event for ``verdict``, decided at Unix time ``now``; ``seq`` is set by the outbox."""
+    if verdict.event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {verdict.event_type!r}")
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": str(uuid.uuid4()),
+        "seq": 0,
+        "boot_id": boot_id(),
+        "ts": iso_utc(now),
+        "device_id": device_id,
+        "event_type": verdict.event_type,
+        "mode": mode,
+        "person": verdict.person,
+        "distance": None if verdict.distance is None else round(float(verdict.distance), 4),
+        "tau": None if tau is None else round(float(tau), 4),
+        "frames": verdict.frames,
+        "reason": verdict.reason[:200] if verdict.reason else None,
+        "latency_ms": {k: round(float(v), 2) for k, v in latency_ms.items()},
+        "model": model,
+        "delayed": False,
+        "stale": False,
+    }
+
+
+def finalize(event: dict[str, Any], *, delayed: bool, now: float, stale_after_s: float) -> bytes:
+    """The payload for one send: ``delayed`` as given, ``stale`` when ``now`` is over ``stale_after_s``
+    after the decision."""
+    out = dict(event)
+    out["delayed"] = bool(delayed)
+    out["stale"] = now - parse_iso_utc(event["ts"]) > stale_after_s
+    return json.dumps(out, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The event JSON Schema (v1) shipped in the package."""
+    text = resources.files("edge_verify").joinpath("schemas/event-v1.json").read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def validate(event: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``event`` does not follow the schema (needs jsonschema,
+    a test/development dependency)."""
+    import jsonschema
+
+    jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(event)
