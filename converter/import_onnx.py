@@ -1,0 +1,518 @@
+"""Import an ONNX face encoder (NCHW) into a Keras 3 functional model (NHWC) with its weights.
+
+Usage: ``python -m converter.import_onnx SRC.onnx OUT.keras [--input-order RGB]``
+
+Supported ops: Conv (plain, grouped, depthwise), BatchNormalization, PRelu, Relu, Add, Flatten,
+Dropout, Gemm, the input ``Sub``/``Mul`` normalisation (kept as a ``PixelNormalize`` layer) and
+constant weights (``Constant``, ``DequantizeLinear`` incl. blocked int8, ``Reshape``). Anything else
+fails with a one-line error naming the op.
+
+What the import does beyond a literal translation (see docs/MODEL-NOTES.md of the shared data):
+- initializers that are also listed as graph inputs are not inputs; unused inputs are dropped;
+- the source network takes RGB (OpenCV's ``FaceRecognizerSF`` swaps BGR->RGB before it): the first
+  conv's input-channel weights are reversed so the Keras model takes **BGR**, our contract;
+- asymmetric/stride-2 padding becomes an explicit ``ZeroPadding2D`` + ``valid`` conv;
+- BatchNormalization is folded into the conv / dense layer before it, and a BatchNormalization
+  that feeds a Flatten -> Gemm is folded forward into the dense weights;
+- Flatten of NCHW is emulated by permuting the Gemm weight rows from CHW to HWC order;
+- the model ends with ``converter.layers.L2Normalize``; batch size is fixed to 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_OPS = (
+    "Add", "BatchNormalization", "Constant", "Conv", "DequantizeLinear", "Dropout", "Flatten", "Gemm",
+    "Identity", "Mul", "PRelu", "Relu", "Reshape", "Sub",
+)
+
+
+class OnnxImportError(Exception):
+    """One-line import failure (unsupported op, unexpected graph shape)."""
+
+
+@dataclass
+class _Tensor:
+    """A Keras tensor plus what the importer still owes it."""
+
+    kt: Any
+    # per-channel affine (scale, shift) not yet applied (a BatchNormalization waiting to be folded)
+    affine: tuple[np.ndarray, np.ndarray] | None = None
+    # pending scalar normalisation of the graph input: (mean, scale) of (x - mean) * scale
+    pixel_norm: tuple[float, float] | None = None
+    # channels are reversed relative to the ONNX graph (BGR model input vs RGB source)
+    reversed_channels: bool = False
+    # Flatten pending: the NHWC tensor is flattened as HWC, the ONNX graph expects CHW order
+    flattened_from: tuple[int, int, int] | None = None  # (H, W, C)
+
+
+@dataclass
+class _Ctx:
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    tensors: dict[str, _Tensor] = field(default_factory=dict)
+    consumers: dict[str, int] = field(default_factory=dict)
+    # layers whose output is only consumed once and whose weights can still absorb an affine
+    foldable: dict[str, Any] = field(default_factory=dict)
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, block: int) -> np.ndarray:
+    x = q.astype(np.float32)
+    s = scale.astype(np.float32)
+    z = np.zeros_like(s) if zp is None else zp.astype(np.float32)
+    if s.ndim == 0 or s.size == 1:
+        return (x - z.reshape(())) * s.reshape(())
+    axis = axis % q.ndim
+    if block:
+        s = np.repeat(s, block, axis=axis)
+        z = np.repeat(z, block, axis=axis)
+        sl = [slice(None)] * q.ndim
+        sl[axis] = slice(0, q.shape[axis])
+        s, z = s[tuple(sl)], z[tuple(sl)]
+        return (x - z) * s
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (x - z.reshape(shape)) * s.reshape(shape)
+
+
+def _scalar(a: np.ndarray) -> float | None:
+    return float(a.reshape(())) if a.size == 1 else None
+
+
+class OnnxImporter:
+    """Translate one ONNX graph; ``build()`` returns the Keras model."""
+
+    def __init__(self, path: str | Path, input_order: str = "RGB", name: str | None = None) -> None:
+        import onnx
+
+        self.path = Path(path)
+        self.model = onnx.load(str(self.path))
+        self.input_order = input_order.upper()
+        self.name = name or self.path.stem
+        self.ctx = _Ctx()
+        self._n = 0
+
+    # --- helpers -------------------------------------------------------------------------
+    def _layer_name(self, base: str) -> str:
+        self._n += 1
+        clean = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
+        return f"{clean}"[:60] or f"layer_{self._n}"
+
+    def _const(self, name: str) -> np.ndarray:
+        if name not in self.ctx.consts:
+            raise OnnxImportError(f"expected a constant for {name!r}, got a computed tensor")
+        return self.ctx.consts[name]
+
+    def _is_const(self, name: str) -> bool:
+        return name in self.ctx.consts
+
+    def _materialize(self, t: _Tensor, name: str) -> Any:
+        """Apply pending normalisation / affine so ``t.kt`` is the true value (NHWC)."""
+        import keras
+
+        from converter.layers import PixelNormalize
+
+        if t.pixel_norm is not None:
+            mean, pscale = t.pixel_norm
+            t.kt = PixelNormalize(mean=mean, scale=pscale, name=self._layer_name(name + "_norm"))(t.kt)
+            t.pixel_norm = None
+        if t.affine is not None:
+            scale, shift = t.affine
+            c = scale.shape[0]
+            dw = keras.layers.DepthwiseConv2D(1, use_bias=True, name=self._layer_name(name + "_affine"))
+            out = dw(t.kt)
+            dw.set_weights([scale.reshape(1, 1, c, 1).astype(np.float32), shift.astype(np.float32)])
+            t.kt = out
+            t.affine = None
+        return t.kt
+
+    def _get(self, name: str) -> _Tensor:
+        if name not in self.ctx.tensors:
+            raise OnnxImportError(f"tensor {name!r} is not available (graph not topologically sorted?)")
+        return self.ctx.tensors[name]
+
+    # --- ops -----------------------------------------------------------------------------
+    def _conv(self, node: Any, a: dict[str, Any]) -> None:
+        import keras
+
+        x = self._get(node.input[0])
+        w = self._const(node.input[1]).astype(np.float32)  # O, I/g, kH, kW
+        b = self._const(node.input[2]).astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+        group = int(a.get("group", 1))
+        strides = tuple(a.get("strides", [1, 1]))
+        dil = tuple(a.get("dilations", [1, 1]))
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise OnnxImportError(f"Conv {node.name!r}: auto_pad is not supported")
+        kh, kw = w.shape[2], w.shape[3]
+        pads = list(a.get("pads", [0, 0, 0, 0]))  # top, left, bottom, right
+        if x.reversed_channels:
+            if group != 1:
+                raise OnnxImportError(f"Conv {node.name!r}: cannot reverse input channels of a grouped conv")
+            w = w[:, ::-1, :, :]
+        inp = self._materialize(x, node.output[0])
+        out_c, in_per_g = w.shape[0], w.shape[1]
+        in_c = in_per_g * group
+        if b is None:
+            b = np.zeros(out_c, np.float32)
+        same_ok = (
+            strides == (1, 1) and kh % 2 == 1 and kw % 2 == 1
+            and pads == [dil[0] * (kh // 2), dil[1] * (kw // 2), dil[0] * (kh // 2), dil[1] * (kw // 2)]
+        )
+        padding = "valid"
+        if same_ok and any(pads):
+            padding = "same"
+        elif any(pads):
+            inp = keras.layers.ZeroPadding2D(
+                ((pads[0], pads[2]), (pads[1], pads[3])), name=self._layer_name(node.output[0] + "_pad")
+            )(inp)
+        lname = self._layer_name(node.output[0])
+        if group == 1:
+            layer = keras.layers.Conv2D(out_c, (kh, kw), strides=strides, padding=padding,
+                                        dilation_rate=dil, use_bias=True, name=lname)
+            out = layer(inp)
+            layer.set_weights([w.transpose(2, 3, 1, 0), b])
+        elif group == in_c and in_per_g == 1 and out_c % in_c == 0:
+            mult = out_c // in_c
+            layer = keras.layers.DepthwiseConv2D((kh, kw), strides=strides, padding=padding,
+                                                 depth_multiplier=mult, dilation_rate=dil,
+                                                 use_bias=True, name=lname)
+            out = layer(inp)
+            # ONNX out channel o = c * mult + m  ->  Keras kernel (kh, kw, C, mult)
+            k = w.reshape(in_c, mult, kh, kw).transpose(2, 3, 0, 1)
+            layer.set_weights([k, b])
+        else:
+            layer = keras.layers.Conv2D(out_c, (kh, kw), strides=strides, padding=padding, groups=group,
+                                        dilation_rate=dil, use_bias=True, name=lname)
+            out = layer(inp)
+            layer.set_weights([w.transpose(2, 3, 1, 0), b])
+        self.ctx.tensors[node.output[0]] = _Tensor(out)
+        if self.ctx.consumers.get(node.output[0], 0) == 1:
+            self.ctx.foldable[node.output[0]] = ("conv", layer)
+
+    def _batchnorm(self, node: Any, a: dict[str, Any]) -> None:
+        gamma, beta, mean, var = (self._const(n).astype(np.float64) for n in node.input[1:5])
+        eps = float(a.get("epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        src = node.input[0]
+        x = self._get(src)
+        if src in self.ctx.foldable and x.affine is None:
+            kind, layer = self.ctx.foldable.pop(src)
+            w, b = layer.get_weights()
+            if kind == "conv" and isinstance(layer, _keras().layers.DepthwiseConv2D):
+                w = w * scale.reshape(1, 1, w.shape[2], w.shape[3])
+            else:  # Conv2D (H, W, I, O) or Dense (I, O): output channel is the last axis
+                w = w * scale
+            b = b * scale + shift
+            layer.set_weights([w.astype(np.float32), b.astype(np.float32)])
+            self.ctx.tensors[node.output[0]] = x
+            if self.ctx.consumers.get(node.output[0], 0) == 1:
+                self.ctx.foldable[node.output[0]] = (kind, layer)
+            return
+        # fold forward later (into a Gemm) or materialise as a 1x1 depthwise affine
+        if x.affine is not None:
+            s0, t0 = x.affine
+            scale, shift = s0 * scale, t0 * scale + shift
+        nt = _Tensor(x.kt, affine=(scale, shift), pixel_norm=x.pixel_norm,
+                     reversed_channels=x.reversed_channels)
+        if x.reversed_channels:
+            raise OnnxImportError(f"BatchNormalization {node.name!r} on the raw input is not supported")
+        self.ctx.tensors[node.output[0]] = nt
+
+    def _prelu(self, node: Any) -> None:
+        import keras
+
+        x = self._get(node.input[0])
+        slope = self._const(node.input[1]).astype(np.float32)
+        inp = self._materialize(x, node.output[0])
+        c = int(inp.shape[-1])
+        if slope.size == 1:
+            alpha = np.full((1, 1, c), float(slope.reshape(())), np.float32)
+        elif slope.size == c:
+            alpha = slope.reshape(1, 1, c)
+        else:
+            raise OnnxImportError(f"PRelu {node.name!r}: slope shape {slope.shape} is not per-channel")
+        layer = keras.layers.PReLU(shared_axes=[1, 2], name=self._layer_name(node.output[0]))
+        out = layer(inp)
+        layer.set_weights([alpha])
+        self.ctx.tensors[node.output[0]] = _Tensor(out)
+
+    def _relu(self, node: Any) -> None:
+        import keras
+
+        x = self._get(node.input[0])
+        inp = self._materialize(x, node.output[0])
+        self.ctx.tensors[node.output[0]] = _Tensor(keras.layers.ReLU(name=self._layer_name(node.output[0]))(inp))
+
+    def _add(self, node: Any) -> None:
+        import keras
+
+        if any(self._is_const(n) for n in node.input):
+            raise OnnxImportError(f"Add {node.name!r} with a constant operand is not supported")
+        xs = [self._materialize(self._get(n), node.output[0]) for n in node.input]
+        self.ctx.tensors[node.output[0]] = _Tensor(keras.layers.Add(name=self._layer_name(node.output[0]))(xs))
+
+    def _sub_mul(self, node: Any) -> None:
+        op = node.op_type
+        a_name, b_name = node.input[0], node.input[1]
+        if self._is_const(a_name) and self._is_const(b_name):
+            a, b = self.ctx.consts[a_name], self.ctx.consts[b_name]
+            self.ctx.consts[node.output[0]] = a - b if op == "Sub" else a * b
+            return
+        if op == "Mul" and self._is_const(a_name):
+            a_name, b_name = b_name, a_name
+        if self._is_const(a_name) or not self._is_const(b_name):
+            raise OnnxImportError(f"{op} {node.name!r}: only tensor {op.lower()} scalar constant is supported")
+        c = _scalar(self.ctx.consts[b_name])
+        if c is None:
+            raise OnnxImportError(f"{op} {node.name!r}: only a scalar constant operand is supported")
+        x = self._get(a_name)
+        if x.affine is not None:
+            raise OnnxImportError(f"{op} {node.name!r}: scalar arithmetic after BatchNormalization is not supported")
+        mean, scale = x.pixel_norm if x.pixel_norm is not None else (0.0, 1.0)
+        # (v - mean) * scale  then  - c  ->  (v - (mean + c / scale)) * scale ;  * c  ->  scale * c
+        if op == "Sub":
+            mean = mean + c / scale
+        else:
+            scale = scale * c
+        self.ctx.tensors[node.output[0]] = _Tensor(x.kt, pixel_norm=(mean, scale),
+                                                   reversed_channels=x.reversed_channels)
+
+    def _flatten(self, node: Any, a: dict[str, Any]) -> None:
+        import keras
+
+        if int(a.get("axis", 1)) != 1:
+            raise OnnxImportError(f"Flatten {node.name!r}: only axis=1 is supported")
+        x = self._get(node.input[0])
+        shape = tuple(int(d) for d in x.kt.shape[1:])
+        if len(shape) != 3:
+            raise OnnxImportError(f"Flatten {node.name!r}: expected a 4-D input, got {x.kt.shape}")
+        out = keras.layers.Flatten(name=self._layer_name(node.output[0]))(x.kt)
+        self.ctx.tensors[node.output[0]] = _Tensor(out, affine=x.affine, pixel_norm=x.pixel_norm,
+                                                   flattened_from=shape)  # type: ignore[arg-type]
+        if x.pixel_norm is not None or x.reversed_channels:
+            raise OnnxImportError(f"Flatten {node.name!r} directly on the input is not supported")
+
+    def _gemm(self, node: Any, a: dict[str, Any]) -> None:
+        import keras
+
+        x = self._get(node.input[0])
+        w = self._const(node.input[1]).astype(np.float64)
+        b = self._const(node.input[2]).astype(np.float64) if len(node.input) > 2 and node.input[2] else None
+        if int(a.get("transA", 0)):
+            raise OnnxImportError(f"Gemm {node.name!r}: transA=1 is not supported")
+        if not int(a.get("transB", 0)):
+            w = w.T  # -> (out, in)
+        w = w * float(a.get("alpha", 1.0))
+        out_n = w.shape[0]
+        b = np.zeros(out_n) if b is None else np.broadcast_to(b * float(a.get("beta", 1.0)), (out_n,)).copy()
+        if x.flattened_from is not None:
+            h, wd, c = x.flattened_from
+            if x.affine is not None:  # y = s*x + t per channel (CHW): fold into the weights
+                s, t = x.affine
+                w4 = w.reshape(out_n, c, h * wd)
+                b = b + (w4 * t.reshape(1, c, 1)).sum(axis=(1, 2))
+                w = (w4 * s.reshape(1, c, 1)).reshape(out_n, -1)
+            # rows CHW -> HWC so Keras' NHWC Flatten needs no transpose
+            w = w.reshape(out_n, c, h, wd).transpose(0, 2, 3, 1).reshape(out_n, -1)
+            inp = x.kt
+        else:
+            inp = self._materialize(x, node.output[0])
+            if len(inp.shape) != 2:
+                raise OnnxImportError(f"Gemm {node.name!r}: expected a 2-D input, got {inp.shape}")
+        layer = keras.layers.Dense(out_n, use_bias=True, name=self._layer_name(node.output[0]))
+        out = layer(inp)
+        layer.set_weights([w.T.astype(np.float32), b.astype(np.float32)])
+        self.ctx.tensors[node.output[0]] = _Tensor(out)
+        if self.ctx.consumers.get(node.output[0], 0) == 1:
+            self.ctx.foldable[node.output[0]] = ("dense", layer)
+
+    # --- driver --------------------------------------------------------------------------
+    def build(self) -> Any:
+        import keras
+        from onnx import numpy_helper
+
+        from converter.layers import L2Normalize
+
+        g = self.model.graph
+        unsupported = sorted({n.op_type for n in g.node if n.op_type not in SUPPORTED_OPS})
+        if unsupported:
+            raise OnnxImportError(f"unsupported ONNX op(s): {', '.join(unsupported)} "
+                               f"(supported: {', '.join(SUPPORTED_OPS)})")
+        for init in g.initializer:
+            self.ctx.consts[init.name] = numpy_helper.to_array(init)
+        for n in g.node:
+            for i in n.input:
+                if i:
+                    self.ctx.consumers[i] = self.ctx.consumers.get(i, 0) + 1
+        for o in g.output:
+            self.ctx.consumers[o.name] = self.ctx.consumers.get(o.name, 0) + 1
+        real_inputs = [i for i in g.input if i.name not in self.ctx.consts and self.ctx.consumers.get(i.name)]
+        dropped = [i.name for i in g.input if i.name not in self.ctx.consts and not self.ctx.consumers.get(i.name)]
+        if dropped:
+            log.info("dropping %d unused graph inputs", len(dropped))
+        if len(real_inputs) != 1:
+            raise OnnxImportError(f"expected one image input, found {[i.name for i in real_inputs]}")
+        dims = [d.dim_value for d in real_inputs[0].type.tensor_type.shape.dim]
+        if len(dims) != 4 or not all(dims[1:]):
+            raise OnnxImportError(f"expected an NCHW image input with fixed C, H, W; got {dims}")
+        _, c, h, w = dims
+        inp = keras.Input(shape=(h, w, c), batch_size=1, name="image")
+        self.ctx.tensors[real_inputs[0].name] = _Tensor(
+            inp, reversed_channels=(self.input_order == "RGB" and c == 3))
+
+        for node in g.node:
+            a = _attrs(node)
+            op = node.op_type
+            if op == "Constant":
+                from onnx import numpy_helper as nh
+
+                self.ctx.consts[node.output[0]] = nh.to_array(a["value"]) if "value" in a else np.asarray(
+                    a.get("value_float", a.get("value_floats")))
+            elif op == "DequantizeLinear":
+                zp = self.ctx.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                self.ctx.consts[node.output[0]] = _dequantize(
+                    self._const(node.input[0]), self._const(node.input[1]), zp,
+                    int(a.get("axis", 1)), int(a.get("block_size", 0)))
+            elif op == "Reshape":
+                if not self._is_const(node.input[0]):
+                    raise OnnxImportError(f"Reshape {node.name!r} of a computed tensor is not supported")
+                self.ctx.consts[node.output[0]] = self._const(node.input[0]).reshape(
+                    [int(s) for s in self._const(node.input[1])])
+            elif op == "Identity":
+                src = node.input[0]
+                if self._is_const(src):
+                    self.ctx.consts[node.output[0]] = self.ctx.consts[src]
+                else:
+                    self.ctx.tensors[node.output[0]] = self._get(src)
+            elif op == "Dropout":
+                self.ctx.tensors[node.output[0]] = self._get(node.input[0])
+                if node.input[0] in self.ctx.foldable:
+                    self.ctx.foldable[node.output[0]] = self.ctx.foldable.pop(node.input[0])
+            elif op == "Conv":
+                self._conv(node, a)
+            elif op == "BatchNormalization":
+                self._batchnorm(node, a)
+            elif op == "PRelu":
+                self._prelu(node)
+            elif op == "Relu":
+                self._relu(node)
+            elif op == "Add":
+                self._add(node)
+            elif op in ("Sub", "Mul"):
+                self._sub_mul(node)
+            elif op == "Flatten":
+                self._flatten(node, a)
+            elif op == "Gemm":
+                self._gemm(node, a)
+
+        if len(g.output) != 1:
+            raise OnnxImportError(f"expected one output, found {len(g.output)}")
+        out = self._get(g.output[0].name)
+        kt = self._materialize(out, "embedding")
+        if len(kt.shape) != 2:
+            raise OnnxImportError(f"expected a 2-D embedding output, got {kt.shape}")
+        emb = L2Normalize(name="l2_normalize")(kt)
+        return keras.Model(inp, emb, name=self.name)
+
+
+def _keras() -> Any:
+    import keras
+
+    return keras
+
+
+# What we know about source files, by sha256 (written to OUT.provenance.json for the exporter)
+KNOWN_SOURCES: dict[str, dict[str, Any]] = {
+    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee": {
+        "license": "Apache-2.0",
+        "authors": "SFace: Zhong et al., 2021 (IEEE TIP), as published in OpenCV Zoo "
+                   "(models/face_recognition_sface)",
+        "training_data": "not stated by OpenCV Zoo; the SFace paper trains on CASIA-WebFace, VGGFace2 and MS1MV2",
+        "lfw_folds_used": [],
+    },
+}
+
+
+def provenance(src: str | Path) -> dict[str, Any]:
+    """Source name, sha256 and (for known files) licence, authors and training data."""
+    p = Path(src)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    info: dict[str, Any] = {"source": p.name, "source_sha256": digest,
+                            "license": "unknown", "authors": "unknown", "training_data": "unknown",
+                            "lfw_folds_used": []}
+    info.update(KNOWN_SOURCES.get(digest, {}))
+    info["converted_by"] = "converter.import_onnx"
+    return info
+
+
+def import_onnx(src: str | Path, dst: str | Path | None = None, input_order: str = "RGB") -> Any:
+    """Build the Keras model for ``src``; save it (and ``DST.provenance.json``) to ``dst`` if given."""
+    model = OnnxImporter(src, input_order=input_order).build()
+    if dst is not None:
+        d = Path(dst)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        model.save(str(d))
+        d.with_name(d.stem + ".provenance.json").write_text(json.dumps(provenance(src), indent=2) + "\n")
+        log.info("wrote %s (%d parameters)", d, model.count_params())
+    return model
+
+
+def onnxruntime_session(src: str | Path) -> Any:
+    """An onnxruntime session on ``src`` with its unused inputs removed (onnxruntime refuses them)."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.load(str(src))
+    used = {i for n in m.graph.node for i in n.input}
+    inits = {i.name for i in m.graph.initializer}
+    keep = [i for i in m.graph.input if i.name in used and i.name not in inits]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m converter.import_onnx", description=__doc__.splitlines()[0])
+    p.add_argument("src", type=Path, help="ONNX face encoder (NCHW)")
+    p.add_argument("out", type=Path, help="output .keras file")
+    p.add_argument("--input-order", choices=["RGB", "BGR"], default="RGB",
+                   help="channel order the ONNX graph expects (default RGB, as SFace); the Keras model takes BGR")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        import_onnx(args.src, args.out, input_order=args.input_order)
+    except OnnxImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""converter.import_onnx: ONNX (NCHW) -> Keras (NHWC) equals onnxruntime, on real faces and tiny graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from converter.import_onnx import OnnxImportError, import_onnx, main, onnxruntime_session  # noqa: E402
+
+from .conftest import LFW, SFACE_ONNX  # noqa: E402
+
+
+def _run_ort(path: Path, x_nchw: np.ndarray) -> np.ndarray:
+    sess = onnxruntime_session(path)
+    return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x_nchw.astype(np.float32)})[0])
+
+
+def _np(t: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(t))
+
+
+def _l2(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _tiny_encoder(path: Path, rng: np.random.Generator) -> None:
+    """Sub/Mul input normalisation, conv, grouped conv, stride-2 depthwise conv (pads 1), BN, PRelu,
+    int8 weights behind DequantizeLinear + Reshape, Flatten, Dropout, Gemm and a final BN."""
+
+    def init(name: str, a: np.ndarray) -> TensorProto:
+        return numpy_helper.from_array(np.asarray(a), name)
+
+    c1, c2 = 8, 8
+    inits = [
+        init("mean", np.array([127.5], np.float32)), init("scale", np.array([0.0078125], np.float32)),
+        init("w1", rng.normal(0, 0.3, (c1, 3, 3, 3)).astype(np.float32)),
+        init("wg_q", rng.integers(-127, 127, (c2, 4 * 3 * 3)).astype(np.int8)),
+        init("wg_s", np.full((c2, 1), 0.01, np.float32)),
+        init("wg_z", np.zeros((c2, 1), np.int8)),
+        init("wg_shape", np.array([c2, 4, 3, 3], np.int64)),
+        init("wd", rng.normal(0, 0.3, (c2, 1, 3, 3)).astype(np.float32)),
+        init("slope", rng.uniform(-0.5, 1.5, (c2, 1, 1)).astype(np.float32)),
+        init("fc_w", rng.normal(0, 0.1, (16, c2 * 4 * 4)).astype(np.float32)),
+        init("fc_b", rng.normal(0, 0.1, (16,)).astype(np.float32)),
+        init("ratio", np.array(0.4, np.float32)),
+    ]
+    for n, c in (("bn1", c1), ("bn2", c2), ("bn3", c2), ("bn4", 16)):
+        inits += [init(f"{n}_g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
+                  init(f"{n}_b", rng.normal(0, 0.2, c).astype(np.float32)),
+                  init(f"{n}_m", rng.normal(0, 0.2, c).astype(np.float32)),
+                  init(f"{n}_v", rng.uniform(0.5, 1.5, c).astype(np.float32))]
+
+    def bn(name: str, x: str, eps: float) -> Any:
+        return helper.make_node("BatchNormalization", [x, f"{name}_g", f"{name}_b", f"{name}_m", f"{name}_v"],
+                                [name], epsilon=eps)
+
+    nodes = [
+        helper.make_node("Sub", ["data", "mean"], ["sub"]),
+        helper.make_node("Mul", ["sub", "scale"], ["norm"]),
+        helper.make_node("Conv", ["norm", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        bn("bn1", "c1", 1e-3),
+        helper.make_node("DequantizeLinear", ["wg_q", "wg_s", "wg_z"], ["wg_dq"], axis=1, block_size=36),
+        helper.make_node("Reshape", ["wg_dq", "wg_shape"], ["wg"]),
+        helper.make_node("Conv", ["bn1", "wg"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2),
+        bn("bn2", "c2", 1e-3),
+        helper.make_node("PRelu", ["bn2", "slope"], ["p2"]),
+        helper.make_node("Conv", ["p2", "wd"], ["c3"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2],
+                         group=c2),
+        bn("bn3", "c3", 2e-5),
+        helper.make_node("Dropout", ["bn3", "ratio"], ["drop"]),
+        helper.make_node("Flatten", ["drop"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["fc"], transB=1),
+        bn("bn4", "fc", 2e-5),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 16, 16]),
+                        helper.make_tensor_value_info("unused", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("bn4", TensorProto.FLOAT, [1, 16])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_tiny_graph_matches_onnxruntime(tmp_path: Path, order: str) -> None:
+    rng = np.random.default_rng(0)
+    src = tmp_path / "tiny.onnx"
+    _tiny_encoder(src, rng)
+    model = import_onnx(src, tmp_path / "tiny.keras", input_order=order)
+    assert (tmp_path / "tiny.provenance.json").is_file()
+    x = rng.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)  # NHWC, BGR as the Keras model takes
+    onnx_in = x[..., ::-1] if order == "RGB" else x  # the ONNX graph takes its own order
+    expect = _l2(np.concatenate([_run_ort(src, onnx_in[i:i + 1].transpose(0, 3, 1, 2)) for i in range(4)]))
+    got = np.concatenate([_np(model(x[i:i + 1])) for i in range(4)])
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert np.abs(got - expect).max() < 1e-4
+
+
+def test_unsupported_op_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    src = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(src))
+    with pytest.raises(OnnxImportError, match=r"unsupported ONNX op.*Softmax"):
+        import_onnx(src)
+    assert main([str(src), str(tmp_path / "bad.keras")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Softmax" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad.keras").exists()
+
+
+@pytest.fixture(scope="module")
+def sface_keras(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not SFACE_ONNX.is_file():
+        pytest.fail(f"shared model missing: {SFACE_ONNX}")
+    return import_onnx(SFACE_ONNX, tmp_path_factory.mktemp("sface") / "sface.keras")
+
+
+@pytest.mark.slow
+def test_sface_import_matches_onnxruntime_on_lfw_faces(sface_keras: Any) -> None:
+    """Aligned LFW faces (BGR) -> Keras; the same crops as RGB NCHW -> onnxruntime; cosine >= 0.999."""
+    from converter.faces import aligned_crops
+
+    paths = sorted((LFW / "images").glob("*.jpg"))[::400]
+    crops, _ = aligned_crops(paths)
+    assert len(crops) >= 15
+    got = np.concatenate([_np(sface_keras(crops[i:i + 1].astype(np.float32))) for i in range(len(crops))])
+    rgb = crops[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    expect = _l2(np.concatenate([_run_ort(SFACE_ONNX, rgb[i:i + 1]) for i in range(len(crops))]))
+    cos = (got * expect).sum(axis=1)
+    assert cos.min() >= 0.999, f"min cosine {cos.min():.5f}"
+    assert sface_keras.input_shape == (1, 112, 112, 3)
+    assert sface_keras.output_shape == (1, 128)
+    # different people stay apart: the encoder is not degenerate
+    assert (got @ got.T)[np.triu_indices(len(got), 1)].mean() < 0.5
