@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from converter.lfw import LfwError, image_path, person_folds, read_pairs, shared_dir
+
 log = logging.getLogger(__name__)
 
 CROP = 112
@@ -38,87 +40,18 @@ class DataError(ValueError):
     """Training data cannot be used as asked (one-line message)."""
 
 
-def default_shared() -> Path:
-    """``$EDGE_VERIFY_SHARED`` or the ``shared`` folder beside the repository."""
-    env = os.environ.get("EDGE_VERIFY_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
 def default_cache_dir() -> Path:
     env = os.environ.get("EDGE_VERIFY_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "edge-verify"
 
 
-def parse_folds(text: str) -> list[int]:
-    """``"1-5"``, ``"6,8-10"`` -> sorted fold numbers in 1..10."""
-    folds: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise DataError(f"bad fold list {text!r}: use e.g. 1-5 or 1,3,6-10") from None
-        if not 1 <= a <= b <= 10:
-            raise DataError(f"bad fold list {text!r}: folds are 1..10")
-        folds.update(range(a, b + 1))
-    if not folds:
-        raise DataError(f"bad fold list {text!r}: no fold")
-    return sorted(folds)
+# ---------------------------------------------------------------- LFW protocol (parsing: converter.lfw)
+
+LFW_KEYS = Path("lfw") / "images"  # crop-cache keys of LFW images are relative to shared/data
 
 
-# ---------------------------------------------------------------- LFW protocol
-
-
-@dataclass(frozen=True)
-class LfwPair:
-    fold: int  # 1..10
-    name1: str
-    i1: int
-    name2: str
-    i2: int
-
-    @property
-    def same(self) -> bool:
-        return self.name1 == self.name2
-
-
-def lfw_image_key(name: str, i: int) -> str:
-    return f"lfw/images/{name}_{i:04d}.jpg"
-
-
-def read_lfw_pairs(pairs_path: Path) -> list[LfwPair]:
-    """All pairs of LFW View 2 (``pairs.txt``), with their fold number."""
-    lines = pairs_path.read_text().split("\n")
-    head = lines[0].split()
-    if len(head) != 2:
-        raise DataError(f"{pairs_path}: first line should be 'folds pairs-per-half', got {lines[0]!r}")
-    n_folds, n = int(head[0]), int(head[1])
-    rows = [ln.split() for ln in lines[1:] if ln.strip()]
-    if len(rows) != n_folds * 2 * n:
-        raise DataError(f"{pairs_path}: expected {n_folds * 2 * n} pairs, found {len(rows)}")
-    pairs: list[LfwPair] = []
-    for k, r in enumerate(rows):
-        fold = k // (2 * n) + 1
-        if len(r) == 3:
-            pairs.append(LfwPair(fold, r[0], int(r[1]), r[0], int(r[2])))
-        elif len(r) == 4:
-            pairs.append(LfwPair(fold, r[0], int(r[1]), r[2], int(r[3])))
-        else:
-            raise DataError(f"{pairs_path}: bad pair line {' '.join(r)!r}")
-    return pairs
-
-
-def lfw_person_folds(pairs: Iterable[LfwPair]) -> dict[str, int]:
-    """The fold of each person named in the pairs (a person appears in one fold only)."""
-    out: dict[str, int] = {}
-    for p in pairs:
-        for name in (p.name1, p.name2):
-            if out.setdefault(name, p.fold) != p.fold:
-                raise DataError(f"{name} appears in folds {out[name]} and {p.fold}")
-    return out
+def _key(name: str, i: int) -> str:
+    return image_path(LFW_KEYS, name, i).as_posix()
 
 
 def read_people_counts(tsv: Path) -> dict[str, int]:
@@ -282,16 +215,19 @@ def load_lfw(
     progress: bool = False,
 ) -> FaceSet:
     """Every image of every person named in the pairs of ``folds``, cropped; and those folds' pairs."""
-    data = (shared or default_shared()) / "data"
+    data = (shared or shared_dir()) / "data"
     lfw = data / "lfw"
     if not (lfw / "pairs.txt").is_file():
         raise DataError(f"LFW not found: {lfw / 'pairs.txt'} (set EDGE_VERIFY_SHARED)")
-    pairs = [p for p in read_lfw_pairs(lfw / "pairs.txt") if p.fold in set(folds)]
-    person_fold = lfw_person_folds(pairs)
+    try:
+        pairs = read_pairs(lfw / "pairs.txt", folds)
+        person_fold = person_folds(pairs)
+    except LfwError as exc:
+        raise DataError(str(exc)) from None
     counts = read_people_counts(lfw / "people_in_subset.tsv")
     files: dict[str, list[str]] = {}
     for f in sorted((lfw / "images").glob("*.jpg")):
-        files.setdefault(f.stem[:-5], []).append(f"lfw/images/{f.name}")
+        files.setdefault(f.stem[:-5], []).append((LFW_KEYS / f.name).as_posix())
     keys: list[str] = []
     for name in sorted(person_fold):
         found = files.get(name, [])
@@ -313,7 +249,7 @@ def load_lfw(
     idx = fs.index()
     rows = []
     for p in pairs:
-        a, b = idx.get(lfw_image_key(p.name1, p.i1)), idx.get(lfw_image_key(p.name2, p.i2))
+        a, b = idx.get(_key(p.name1, p.i1)), idx.get(_key(p.name2, p.i2))
         if a is None or b is None:
             log.warning(
                 "LFW pair %s %d / %s %d: a face is missing, pair skipped", p.name1, p.i1, p.name2, p.i2

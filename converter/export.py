@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from converter import faces
+from converter.lfw import shared_dir
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
     from converter.quantize import QuantizeError, benchmark, delegate_partitions, rewrite_prelu
 
     model = fix_batch(load_keras(model_path))
-    shared = faces.shared_dir()
+    shared = shared_dir()
     report: dict[str, Any] = {}
 
     # held-out faces (LFW folds 2-10) for validation and timing

@@ -12,40 +12,16 @@ Default sets (deterministic):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from converter.lfw import fold_images
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"}
-
-
-def shared_dir() -> Path:
-    """``$EDGE_VERIFY_SHARED``, else the ``shared`` folder beside the repository."""
-    env = os.environ.get("EDGE_VERIFY_SHARED")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
-def lfw_fold_images(lfw_dir: Path, folds: Iterable[int]) -> list[Path]:
-    """Unique image paths used by the given 1-based View 2 folds, in ``pairs.txt`` order."""
-    lines = (lfw_dir / "pairs.txt").read_text().splitlines()
-    n_folds, n_pairs = (int(v) for v in lines[0].split())
-    per_fold = 2 * n_pairs
-    seen: dict[Path, None] = {}
-    for fold in folds:
-        if not 1 <= fold <= n_folds:
-            raise ValueError(f"LFW fold {fold} out of range 1..{n_folds}")
-        for line in lines[1 + (fold - 1) * per_fold: 1 + fold * per_fold]:
-            f = line.split()
-            names = [(f[0], int(f[1])), (f[0], int(f[2]))] if len(f) == 3 else [(f[0], int(f[1])), (f[2], int(f[3]))]
-            for name, idx in names:
-                seen[lfw_dir / "images" / f"{name}_{idx:04d}.jpg"] = None
-    return list(seen)
 
 
 def spread(paths: Sequence[Path], n: int) -> list[Path]:
@@ -97,7 +73,7 @@ def aligned_crops(paths: Iterable[Path], detector: object | None = None) -> tupl
 
 def default_calibration_paths(shared: Path, lfw_count: int = 400, yaleb_count: int = 200) -> list[Path]:
     """LFW fold 1 images plus Extended Yale B images over all subjects and lightings."""
-    lfw = spread(lfw_fold_images(shared / "data" / "lfw", [1]), lfw_count)
+    lfw = spread(fold_images(shared / "data" / "lfw", [1]), lfw_count)
     yale_root = shared / "data" / "extended_yaleb"
     yale = spread(image_files(yale_root), yaleb_count) if yale_root.is_dir() and yaleb_count else []
     return lfw + yale
@@ -108,5 +84,5 @@ def default_validation_paths(shared: Path, per_fold: int = 25) -> list[Path]:
     lfw_dir = shared / "data" / "lfw"
     out: list[Path] = []
     for fold in range(2, 11):
-        out += spread(lfw_fold_images(lfw_dir, [fold]), per_fold)
+        out += spread(fold_images(lfw_dir, [fold]), per_fold)
     return out

@@ -1,6 +1,7 @@
 """Custom Keras layers shared by imported and trained encoders.
 
-They are registered so that a saved ``.keras`` file reloads without ``custom_objects``.
+They are registered so that a saved ``.keras`` file reloads without ``custom_objects``. They run on any
+Keras backend (TensorFlow here; JAX or PyTorch on a GPU machine without TensorFlow).
 """
 
 from __future__ import annotations
@@ -8,15 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="edge_verify")
 class L2Normalize(keras.layers.Layer):
-    """L2-normalise the last axis with ``tf.math.l2_normalize``.
+    """L2-normalise the last axis: ``x / sqrt(max(sum(x^2), epsilon))``.
 
-    The TFLite converter turns this into a single int8 ``L2_NORMALIZATION`` op, unlike
-    ``keras.layers.UnitNormalization`` (which leaves a float SQUARE op behind).
+    On the TensorFlow backend this is ``tf.math.l2_normalize``, which the TFLite converter turns into a
+    single int8 ``L2_NORMALIZATION`` op, unlike ``keras.layers.UnitNormalization`` (which leaves a float
+    SQUARE op behind); other backends compute the same with ``keras.ops``.
     """
 
     def __init__(self, epsilon: float = 1e-12, **kwargs: Any) -> None:
@@ -24,7 +26,12 @@ class L2Normalize(keras.layers.Layer):
         self.epsilon = epsilon
 
     def call(self, inputs: Any) -> Any:
-        return tf.math.l2_normalize(inputs, axis=-1, epsilon=self.epsilon)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.math.l2_normalize(inputs, axis=-1, epsilon=self.epsilon)
+        sq = ops.sum(ops.square(inputs), axis=-1, keepdims=True)
+        return inputs * ops.rsqrt(ops.maximum(sq, self.epsilon))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon}

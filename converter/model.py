@@ -8,68 +8,16 @@ model by ``PixelNormalize``; output: 128-d, L2-normalised by ``L2Normalize``.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import keras
 from keras import layers
 
+from converter.layers import L2Normalize, PixelNormalize
+
 # (expansion, channels, repeats, first stride), as in MobileFaceNet (Chen et al., 2018)
 BLOCKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
 BN_MOMENTUM = 0.9  # moving statistics settle within a few hundred steps (the default 0.99 needs thousands)
-
-
-def custom_layers() -> types.ModuleType | Any:
-    """The module with ``PixelNormalize`` and ``L2Normalize``.
-
-    ``converter.layers`` (TensorFlow ops, what the exporter converts) on the TensorFlow backend; on
-    another backend (JAX or PyTorch on a GPU machine without TensorFlow) stand-ins with the same
-    registered names and configs, so a model trained there reloads here as the real layers.
-    """
-    if keras.backend.backend() == "tensorflow":
-        from converter import layers as real
-
-        return real
-    return _portable_layers()
-
-
-_PORTABLE: types.SimpleNamespace | None = None
-
-
-def _portable_layers() -> types.SimpleNamespace:
-    global _PORTABLE
-    if _PORTABLE is not None:
-        return _PORTABLE
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="edge_verify", name="L2Normalize")
-    class L2Normalize(keras.layers.Layer):  # same maths as tf.math.l2_normalize
-        def __init__(self, epsilon: float = 1e-12, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.epsilon = epsilon
-
-        def call(self, inputs: Any) -> Any:
-            sq = ops.sum(ops.square(inputs), axis=-1, keepdims=True)
-            return inputs * ops.rsqrt(ops.maximum(sq, self.epsilon))
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "epsilon": self.epsilon}
-
-    @keras.saving.register_keras_serializable(package="edge_verify", name="PixelNormalize")
-    class PixelNormalize(keras.layers.Layer):
-        def __init__(self, mean: float = 127.5, scale: float = 1.0 / 128.0, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.mean = float(mean)
-            self.scale = float(scale)
-
-        def call(self, inputs: Any) -> Any:
-            return (inputs - self.mean) * self.scale
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "mean": self.mean, "scale": self.scale}
-
-    _PORTABLE = types.SimpleNamespace(L2Normalize=L2Normalize, PixelNormalize=PixelNormalize)
-    return _PORTABLE
 
 
 def _ch(c: int, width: float) -> int:
@@ -108,9 +56,8 @@ def build_encoder(
 ) -> keras.Model:
     """MobileFaceNet-style encoder: ~1.0 M parameters at width 1 (128-d); ``width`` scales the channels."""
     m = bn_momentum
-    cl = custom_layers()
     inp = keras.Input((112, 112, 3), name="image_bgr")
-    x = cl.PixelNormalize(name="normalize")(inp)
+    x = PixelNormalize(name="normalize")(inp)
     c0 = _ch(64, width)
     x = _conv_bn(x, c0, 3, 2, "stem", momentum=m)  # 56x56
     x = _conv_bn(x, c0, 3, 1, "stem2", depthwise=True, momentum=m)
@@ -132,7 +79,7 @@ def build_encoder(
     x = layers.Conv2D(embedding_size, 1, use_bias=False, name="embedding_conv")(x)
     x = layers.BatchNormalization(momentum=m, epsilon=1e-3, name="embedding_bn")(x)
     x = layers.Reshape((embedding_size,), name="flatten")(x)
-    out = cl.L2Normalize(name="l2_normalize")(x)
+    out = L2Normalize(name="l2_normalize")(x)
     return keras.Model(inp, out, name=name)
 
 

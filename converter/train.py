@@ -41,9 +41,9 @@ from converter.data import (
     load_bundle,
     load_folder,
     load_lfw,
-    parse_folds,
     save_bundle,
 )
+from converter.lfw import parse_folds
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ def teacher_encodings(fs: FaceSet, teacher: str, cache_dir: Path) -> npt.NDArray
 def load_encoder(path: str) -> Any:
     import keras
 
-    from converter.model import custom_layers
-
-    custom_layers()  # registers the layers the file names
+    import converter.layers  # noqa: F401  (registers the layers the file names)
     return keras.saving.load_model(path, compile=False)
 
 

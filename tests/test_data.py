@@ -15,13 +15,12 @@ from converter.data import (
     DataError,
     FaceSet,
     PKSampler,
-    lfw_person_folds,
     load_bundle,
     load_folder,
-    parse_folds,
-    read_lfw_pairs,
     save_bundle,
 )
+from converter.lfw import LfwError, parse_folds, read_pairs
+from converter.lfw import person_folds as lfw_person_folds
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared")).resolve()
@@ -50,12 +49,12 @@ def test_parse_folds() -> None:
     assert parse_folds("1-5") == [1, 2, 3, 4, 5]
     assert parse_folds("6,8-10") == [6, 8, 9, 10]
     for bad in ("0-3", "5-2", "x", "11", ""):
-        with pytest.raises(DataError):
+        with pytest.raises(LfwError):
             parse_folds(bad)
 
 
 def test_lfw_pairs_and_folds() -> None:
-    pairs = read_lfw_pairs(LFW / "pairs.txt")
+    pairs = read_pairs(LFW / "pairs.txt")
     assert len(pairs) == 6000
     assert [sum(p.fold == f for p in pairs) for f in range(1, 11)] == [600] * 10
     assert sum(p.same for p in pairs if p.fold == 3) == 300
