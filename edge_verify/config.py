@@ -62,6 +62,13 @@ class ModelConfig:
 class QualityConfig:
     require_ok: bool = True
     max_faces: int = _f(1, min=1, max=16)
+    detect_max_side: int = _f(320, min=64, max=4096)
+    min_score: float = _f(0.6, gt=0, max=1)
+    min_face: float = _f(32.0, min=0)
+    min_sharpness: float = _f(12.0, min=0)
+    max_yaw: float = _f(40.0, gt=0, max=90)
+    max_pitch: float = _f(35.0, gt=0, max=90)
+    max_roll: float = _f(45.0, gt=0, max=180)
 
 
 @dataclass(frozen=True)
@@ -130,12 +137,9 @@ class Config:
         ~/.local/share/edge-verify, as for the other commands (``gallery.default_state_dir``)."""
         if self.device.state_dir:
             return Path(self.device.state_dir).expanduser()
-        for var in ("EDGE_VERIFY_STATE_DIR", "STATE_DIRECTORY"):
-            value = os.environ.get(var)
-            if value:
-                return Path(value.split(":")[0])
-        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        return Path(data_home) / "edge-verify"
+        from .gallery import default_state_dir
+
+        return default_state_dir()
 
     @property
     def client_id(self) -> str:

@@ -208,10 +208,17 @@ class Daemon:
     # -- setup --------------------------------------------------------------------------------------
     def _load_verifier(self) -> None:
         if self.verifier is None:
+            from .detect import FaceDetector
             from .pipeline import FaceVerifier
+            from .quality import QualityThresholds
 
+            q = self.cfg.quality
+            limits = QualityThresholds(min_face=q.min_face, min_sharpness=q.min_sharpness, max_yaw=q.max_yaw,
+                                       max_pitch=q.max_pitch, max_roll=q.max_roll, min_score=q.min_score)
+            detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side)
             self.verifier = FaceVerifier(model=self.cfg.model.name or None, state_dir=self.cfg.state_path,
-                                         tau=self.cfg.model.tau, num_threads=self.cfg.model.threads)
+                                         tau=self.cfg.model.tau, num_threads=self.cfg.model.threads,
+                                         quality=limits, detector=detector)
         self._self_test()
         self._people = len(self.verifier.people())
         log.info("model %s (sha256 %s), tau %.3f, %d people enrolled, mode %s",
