@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast bench lint clean
+.PHONY: venv demo test test-fast bench lint clean model
 
 venv: $(VENV)/.installed
 
@@ -33,3 +33,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Rebuild the bundled default encoder from OpenCV Zoo's SFace with our own converter (needs ../shared).
+SHARED ?= ../shared
+model: venv
+	$(BIN)/python -m converter.import_onnx $(SHARED)/models/face_recognition_sface_2021dec_int8bq.onnx build/sface.keras
+	$(BIN)/python -m converter.export --int8 build/sface.keras --out edge_verify/models/sface_int8.tflite --name sface-int8
