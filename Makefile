@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SHARED ?= ../shared
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv demo test test-fast bench lint clean model
@@ -24,18 +25,22 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: venv
-	$(BIN)/python -m bench.run
+bench: venv build/sface_fp32.tflite
+	$(BIN)/python -m bench.run --max-side 320 --fp32 build/sface_fp32.tflite
+
+# The fp32 export of the same import, for the int8-vs-fp32 comparison (not bundled).
+build/sface.keras:
+	$(BIN)/python -m converter.import_onnx $(SHARED)/models/face_recognition_sface_2021dec_int8bq.onnx $@
+build/sface_fp32.tflite: build/sface.keras
+	$(BIN)/python -m converter.export --float build/sface.keras --out $@
 
 lint: venv
-	$(BIN)/ruff check edge_verify converter tests bench
-	$(BIN)/mypy edge_verify converter
+	$(BIN)/ruff check edge_verify converter tests bench scripts
+	$(BIN)/mypy edge_verify converter bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Rebuild the bundled default encoder from OpenCV Zoo's SFace with our own converter (needs ../shared).
-SHARED ?= ../shared
-model: venv
-	$(BIN)/python -m converter.import_onnx $(SHARED)/models/face_recognition_sface_2021dec_int8bq.onnx build/sface.keras
+model: venv build/sface.keras
 	$(BIN)/python -m converter.export --int8 build/sface.keras --out edge_verify/models/sface_int8.tflite --name sface-int8

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +17,6 @@ from typing import Any
 
 from . import __version__
 from .errors import EdgeVerifyError, ImageError, NoFaceError
-
-# Matching is one matrix-vector product, memory-bound: one BLAS thread is as fast, and leaves the cores
-# to the interpreter (set before numpy is first imported by a command).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 log = logging.getLogger("edge_verify")
 

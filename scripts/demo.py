@@ -27,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from edge_verify.demo import ENROL, PROBES, SAMPLES  # noqa: E402  (one list of sample photos)
+
 MOSQUITTO = next((p for p in (shutil.which("mosquitto"), "/usr/sbin/mosquitto") if p and Path(p).is_file()),
                  None)
 
