@@ -1,8 +1,10 @@
-"""The ``edge-verify`` command.
+"""edge-verify: offline face verification at the door.
 
-Exit codes: 0 success (``verify``: same person; ``identify``: everyone identified); 1 a negative
-answer (``verify``: not the same person; ``identify``: an unknown face; ``embed``: some inputs could
-not be read); 2 an error (bad input, no face, unknown person, empty gallery, bad model or config).
+exit codes:
+  0  success (verify: same person; identify: every face identified)
+  1  a negative answer (verify: not the same person; identify: an unknown face;
+     embed: some inputs could not be read)
+  2  an error (bad input, no face, unknown person, empty gallery, bad model or config)
 """
 
 from __future__ import annotations
