@@ -98,7 +98,12 @@ def _verifier(args: argparse.Namespace) -> Any:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     fv = _verifier(args)
-    n = fv.enroll(args.name, args.images, require_quality=not args.force)
+    try:
+        n = fv.enroll(args.name, args.images, require_quality=not args.force)
+    except ImageError as exc:
+        if "face not usable" in str(exc):
+            raise ImageError(f"{exc} (nothing enrolled; --force enrols it anyway)") from None
+        raise
     print(f"enrolled {args.name.strip()!r}: {n} template{'s' * (n != 1)} added")
     return EXIT_OK
 
@@ -182,20 +187,17 @@ COMMANDS = {"enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify
             "people": cmd_people, "doctor": cmd_doctor}
 
 
-def _setup_logging(debug: bool) -> None:
-    try:
-        from .logs import setup_logging
-    except ImportError:
-        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s: %(message)s")
-    else:
-        setup_logging(debug=debug)
+def _setup_logging(debug: bool, command: bool) -> None:
+    from .logs import setup_logging
+
+    setup_logging(debug=debug, level=logging.WARNING if command else None, command=command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    _setup_logging(debug)
+    _setup_logging(debug, command=args.command in COMMANDS)
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)

@@ -34,12 +34,23 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
 
 
-def setup_logging(debug: bool = False, level: str | int | None = None, stream: Any = None) -> None:
-    """Configure the root logger once: journald format under systemd, else timestamped lines."""
+class CommandFormatter(logging.Formatter):
+    """``edge-verify: warning: message`` for the one-shot commands (the daemon logs with timestamps)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"edge-verify: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(debug: bool = False, level: str | int | None = None, stream: Any = None,
+                  command: bool = False) -> None:
+    """Configure the root logger once: journald format under systemd, else timestamped lines, or
+    (``command``) short ``edge-verify: warning: ...`` lines for the one-shot commands."""
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     if under_journald(stream):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    elif command and not debug:
+        handler.setFormatter(CommandFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -107,9 +107,23 @@ def test_unknown_claim_empty_gallery_and_several_faces(tmp_path: Path) -> None:
     cv2.imwrite(str(path), group)
     p = ev("verify", "--claim", "tony", path, state=state)
     assert p.returncode == 0, p.stderr
-    assert "faces found, the largest is used" in p.stderr
+    assert "edge-verify: warning:" in p.stderr and "faces found, the largest is used" in p.stderr
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     p = ev("verify", "--claim", "x", tmp_path / "missing.jpg", "--debug", state=tmp_path / "s")
     assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+def test_enrol_refuses_a_face_the_quality_gate_rejects_unless_forced(tmp_path: Path) -> None:
+    img = cv2.imread(str(lfw_photo("Tony_Blair", 18)))
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(img, (0, 0), 6))
+    state = tmp_path / "state"
+    p = ev("enroll", "tony", blurred, state=state)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    line = p.stderr.strip().splitlines()[-1]  # a warning may come first (the blur makes a second "face")
+    assert line.startswith("edge-verify: error:")
+    assert "face not usable" in line and "blurred" in line and "--force" in line
+    assert json.loads(ev("people", "list", "--json", state=state).stdout) == []
+    assert ev("enroll", "tony", blurred, "--force", state=state).returncode == 0

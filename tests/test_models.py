@@ -76,5 +76,5 @@ def test_missing_model_and_manifest(tmp_path: Path) -> None:
 
 
 def test_unknown_model_name() -> None:
-    with pytest.raises(ModelError, match="unknown model 'nope'.*sface-int8"):
+    with pytest.raises(ModelError, match=r"unknown model 'nope'.*sface-int8"):
         resolve_encoder("nope")
