@@ -84,6 +84,25 @@ def _guess_camera(source: str) -> str:
     return "opencv"
 
 
+def parse_broker(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6addr]:port`` or a bare IPv6 address -> (host, port or None)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"--broker: expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a host name, or an IPv6 address without a port
+        host, port = text, ""
+    if not host:
+        raise ConfigError(f"--broker: no host in {text!r}")
+    if port and not port.isdigit():
+        raise ConfigError(f"--broker: port must be a number, got {port!r}")
+    return host, int(port) if port else None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file with the command-line overrides applied."""
     g = lambda name: getattr(args, name, None)  # noqa: E731
@@ -93,12 +112,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         camera["type"] = _guess_camera(str(g("source")))
     mqtt: dict[str, Any] = {}
     if g("broker"):
-        host, _, port = str(g("broker")).rpartition(":") if ":" in str(g("broker")) else (g("broker"), "", "")
+        host, port = parse_broker(str(g("broker")))
         mqtt["host"] = host
-        if port:
-            if not port.isdigit():
-                raise ConfigError(f"--broker: port must be a number, got {port!r}")
-            mqtt["port"] = int(port)
+        if port is not None:
+            mqtt["port"] = port
     if g("no_mqtt"):
         mqtt["enabled"] = False
     overrides = {

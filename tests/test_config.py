@@ -89,3 +89,22 @@ def test_password_from_file_or_credentials_directory(tmp_path: Path, monkeypatch
     assert config.parse({"mqtt": {"password_file": "other"}}).password() == "x2"
     with pytest.raises(ConfigError, match=r"mqtt\.password_file: cannot read"):
         config.parse({"mqtt": {"password_file": str(tmp_path / "missing")}}).password()
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [("mqtt.local", ("mqtt.local", None)), ("10.1.2.3:8883", ("10.1.2.3", 8883)),
+     ("[::1]:1884", ("::1", 1884)), ("[fe80::1]", ("fe80::1", None)), ("::1", ("::1", None))],
+)
+def test_broker_override_forms(text: str, want: tuple[str, int | None]) -> None:
+    from edge_verify.daemon import parse_broker
+
+    assert parse_broker(text) == want
+
+
+@pytest.mark.parametrize("bad", ["host:port", "[::1", "[::1]x", ":1883"])
+def test_bad_broker_override(bad: str) -> None:
+    from edge_verify.daemon import parse_broker
+
+    with pytest.raises(ConfigError, match="--broker"):
+        parse_broker(bad)
