@@ -7,6 +7,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,13 @@ class FrameSource(ABC):
 
     name = "source"
     finite = False
+    index = 0  # frames produced so far
+
+    def _frame(self, image: np.ndarray, ts: float, label: str, lores: np.ndarray | None = None) -> Frame:
+        """The next Frame of this source, numbered ``index`` and named ``label#index``."""
+        frame = Frame(image, ts, self.index, f"{label}#{self.index}", lores=lores)
+        self.index += 1
+        return frame
 
     @abstractmethod
     def open(self) -> None: ...
@@ -54,6 +62,13 @@ class FrameSource(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def release_capture(source: Any) -> None:
+    """Release an OpenCV ``VideoCapture`` kept in ``source._cap`` (USB/RTSP camera or video file)."""
+    if getattr(source, "_cap", None) is not None:
+        source._cap.release()
+        source._cap = None
 
 
 class ReopeningSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .base import CameraError, Frame, FrameSource
+from .base import CameraError, Frame, FrameSource, release_capture
 
 
 class OpenCVSource(FrameSource):
@@ -35,11 +35,7 @@ class OpenCVSource(FrameSource):
         ok, image = self._cap.read()
         if not ok or image is None:
             raise CameraError(f"no frame from {self.source}")
-        frame = Frame(image, time.monotonic(), self.index, f"{self.source}#{self.index}")
-        self.index += 1
-        return frame
+        return self._frame(image, time.monotonic(), self.source)
 
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        release_capture(self)

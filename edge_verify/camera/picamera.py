@@ -53,9 +53,7 @@ class Picamera2Source(FrameSource):
         lores = cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR)
         ts_ns = meta.get("SensorTimestamp")
         ts = ts_ns / 1e9 if ts_ns else time.monotonic()
-        frame = Frame(main[:, :, :3], ts, self.index, f"picamera2#{self.index}", lores=lores)
-        self.index += 1
-        return frame
+        return self._frame(main[:, :, :3], ts, "picamera2", lores=lores)
 
     def close(self) -> None:
         if self._cam is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import CameraError, Frame, FrameSource
+from .base import CameraError, Frame, FrameSource, release_capture
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ class DirectorySource(_Paced):
             except ImageError as e:
                 log.warning("skipping %s: %s", path.name, e)
                 continue
-            ts = self._pace()
-            frame = Frame(image, ts, self.index, path.name)
-            self.index += 1
-            return frame
+            return self._frame(image, self._pace(), path.name)
 
 
 class VideoFileSource(_Paced):
@@ -107,15 +104,10 @@ class VideoFileSource(_Paced):
             ok, image = self._cap.read()
             if not ok:
                 raise CameraError(f"cannot read {self.path}")
-        ts = self._pace()
-        frame = Frame(image, ts, self.index, f"{self.path.name}#{self.index}")
-        self.index += 1
-        return frame
+        return self._frame(image, self._pace(), self.path.name)
 
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        release_capture(self)
 
 
 class SyntheticSource(_Paced):
@@ -136,7 +128,4 @@ class SyntheticSource(_Paced):
         ramp = np.linspace(40, 200, self.width, dtype=np.float32)[None, :, None]
         noise = self._rng.normal(0, 12, (self.height, self.width, 3)).astype(np.float32)
         image = np.clip(ramp + noise, 0, 255).astype(np.uint8)
-        ts = self._pace()
-        frame = Frame(image, ts, self.index, f"synthetic#{self.index}")
-        self.index += 1
-        return frame
+        return self._frame(image, self._pace(), "synthetic")
