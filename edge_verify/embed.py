@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .match import l2_normalize
 
 
 def load_interpreter_class() -> tuple[Any, str]:
@@ -58,11 +59,6 @@ def _native_stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 class Embedder:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import ImageError
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"})
 MIN_SIDE = 16
 MAX_PIXELS = 50_000_000  # 50 MP: larger than any camera people enrol from; 20000x20000 is refused
 

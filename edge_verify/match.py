@@ -9,6 +9,12 @@ import numpy as np
 INT8_SCALE = 127.0  # encodings are stored as round(e * 127): 128 bytes for 128 dimensions
 
 
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Unit-length vectors along ``axis`` (float32); zero vectors stay zero."""
+    x = np.asarray(x, np.float32)
+    return (x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def to_int8(embeddings: np.ndarray) -> np.ndarray:
     """Quantize L2-normalised encodings (components in [-1, 1]) to int8."""
     return np.clip(np.round(np.asarray(embeddings, np.float32) * INT8_SCALE), -127, 127).astype(np.int8)
@@ -16,8 +22,7 @@ def to_int8(embeddings: np.ndarray) -> np.ndarray:
 
 def from_int8(q: np.ndarray) -> np.ndarray:
     """Back to float, renormalised to unit length so that d = 2 - 2 cos stays exact."""
-    x = np.asarray(q, np.float32) / INT8_SCALE
-    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    return l2_normalize(np.asarray(q, np.float32) / INT8_SCALE)
 
 
 def squared_l2(query: np.ndarray, templates: np.ndarray) -> np.ndarray:

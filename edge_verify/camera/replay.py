@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ..imageio import IMAGE_SUFFIXES
 from .base import CameraError, Frame, FrameSource, release_capture
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"}
 
 
 class _Paced(FrameSource):
