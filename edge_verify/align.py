@@ -8,13 +8,8 @@ its input inside the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from .detect import Face, FaceDetector
 
 CROP_SIZE = 112
 TEMPLATE_112 = np.array(
@@ -49,8 +44,3 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) 
     template = TEMPLATE_112 * (size / CROP_SIZE)
     m = similarity_transform(np.asarray(landmarks, np.float32).reshape(5, 2), template)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def crop_faces(image: np.ndarray, detector: FaceDetector) -> list[tuple[Face, np.ndarray]]:
-    """Detect and align every face of an image, largest first."""
-    return [(face, align_face(image, face.landmarks)) for face in detector.detect(image)]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EdgeVerifyError, ImageError, NoFaceError
+from .errors import EdgeVerifyError, ImageError, NoFaceError, QualityError
 
 log = logging.getLogger("edge_verify")
 
@@ -100,10 +100,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     fv = _verifier(args)
     try:
         n = fv.enroll(args.name, args.images, require_quality=not args.force)
-    except ImageError as exc:
-        if "face not usable" in str(exc):
-            raise ImageError(f"{exc} (nothing enrolled; --force enrols it anyway)") from None
-        raise
+    except QualityError as exc:
+        raise QualityError(f"{exc} (nothing enrolled; --force enrols it anyway)") from None
     print(f"enrolled {args.name.strip()!r}: {n} template{'s' * (n != 1)} added")
     return EXIT_OK
 

@@ -137,7 +137,7 @@ class Config:
         ~/.local/share/edge-verify, as for the other commands (``gallery.default_state_dir``)."""
         if self.device.state_dir:
             return Path(self.device.state_dir).expanduser()
-        from .gallery import default_state_dir
+        from .statedir import default_state_dir
 
         return default_state_dir()
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from . import config as config_mod
 from .camera import Frame, ReopeningSource, make_source
 from .config import CAMERA_TYPES, Config
@@ -130,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def check_state_dir(path: Path) -> None:
     """Create the state directory if needed; ConfigError when it cannot be written."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # the gallery and outbox are biometric data
     except OSError as e:
         raise ConfigError(f"device.state_dir: cannot create {path}: {e.strerror}") from None
     if not path.is_dir():
@@ -232,7 +233,8 @@ class Daemon:
             q = self.cfg.quality
             limits = QualityThresholds(min_face=q.min_face, min_sharpness=q.min_sharpness, max_yaw=q.max_yaw,
                                        max_pitch=q.max_pitch, max_roll=q.max_roll, min_score=q.min_score)
-            detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side)
+            detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side,
+                                    pad_retry=False)
             self.verifier = FaceVerifier(model=self.cfg.model.name or None, state_dir=self.cfg.state_path,
                                          tau=self.cfg.model.tau, num_threads=self.cfg.model.threads,
                                          quality=limits, detector=detector)
@@ -248,16 +250,18 @@ class Daemon:
     def _self_test(self) -> None:
         """Encode a blank crop and run detection on a blank frame: the interpreter works and gives a
         unit-length encoding."""
-        emb = self.verifier.embedder.embed(np.full((112, 112, 3), 128, np.uint8))
-        if emb.shape != (128,) or not np.all(np.isfinite(emb)) or abs(float(np.linalg.norm(emb)) - 1) > 0.05:
-            raise ModelError(f"model self-test failed: encoding of shape {emb.shape}, norm "
-                             f"{float(np.linalg.norm(emb)):.3f}")
+        e = self.verifier.embedder
+        w, h = e.input_size
+        emb = e.embed(np.full((h, w, 3), 128, np.uint8))
+        norm = float(np.linalg.norm(emb))
+        if emb.shape != (e.embedding_size,) or not np.all(np.isfinite(emb)) or abs(norm - 1) > 0.05:
+            raise ModelError(f"model self-test failed: encoding of shape {emb.shape}, norm {norm:.3f}")
         self.verifier.process(np.zeros((120, 160, 3), np.uint8))
 
     def state(self) -> dict[str, Any]:
         v = self.verifier
         return {
-            "schema": 1, "device_id": self.cfg.device_id, "version": _version(), "boot_id": boot_id(),
+            "schema": 1, "device_id": self.cfg.device_id, "version": __version__, "boot_id": boot_id(),
             "model": getattr(v, "model_sha256", None), "tau": getattr(v, "tau", None),
             "people": self._people, "mode": self.cfg.device.mode,
             "camera": self.source.status if self.source else "starting",
@@ -401,13 +405,13 @@ class Daemon:
                                      detect_image=frame.lores)
 
     def _decide(self, frame: Frame, latency: dict[str, float]) -> Verdict | None:
-        v, q = self.verifier, self.cfg.quality
+        v = self.verifier
         claim = self.window.claim.person if self.window.claim is not None else None
         if self.cfg.device.mode == "claim" and claim is None:
             return None  # nothing to verify against: no work until a claim arrives
         result = self._faces(frame)
         latency.update(getattr(result, "timings_ms", {}))
-        faces = [f for f in result.faces if f.embedding is not None and (f.quality.ok or not q.require_ok)]
+        faces = [f for f in result.faces if f.embedding is not None]
         if not faces:
             return self.window.observe(Vote(frame.ts, None))
         t = time.perf_counter()
@@ -470,15 +474,6 @@ class Daemon:
             self.link.publish_state()
         self._latencies, self._stage_ms, self._window_frames = [], {}, 0
         self._last_telemetry = now
-
-
-def _version() -> str:
-    try:
-        from . import __version__
-
-        return str(__version__)
-    except ImportError:
-        return "0.1.0"
 
 
 __all__ = ["Daemon", "EdgeVerifyError", "add_check_config_arguments", "add_run_arguments", "check_config",

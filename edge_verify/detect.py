@@ -49,8 +49,9 @@ class FaceDetector:
 
     Large images are downscaled so their longer side is at most ``max_side`` before detection
     (YuNet finds faces down to ~10 px, so 640 keeps door-distance faces). When nothing is found, the
-    image is padded and searched again: YuNet misses faces that fill the whole frame, as in tightly
-    cropped ID photos.
+    image is padded and searched again (``pad_retry``): YuNet misses faces that fill the whole frame,
+    as in tightly cropped ID photos. A camera loop turns that off: most door frames are empty, and the
+    retry would double their detection time.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class FaceDetector:
         nms_threshold: float = 0.3,
         max_side: int = 640,
         top_k: int = 50,
+        pad_retry: bool = True,
     ) -> None:
         from .models import detector_path
 
@@ -69,6 +71,7 @@ class FaceDetector:
         self.model_path = path
         self.score_threshold = score_threshold
         self.max_side = max_side
+        self.pad_retry = pad_retry
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
         except cv2.error as exc:
@@ -94,7 +97,7 @@ class FaceDetector:
         small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
                                                       interpolation=cv2.INTER_AREA)
         faces = self._run(small)
-        if not faces:
+        if not faces and self.pad_retry:
             faces = self._detect_padded(small)
         if scale != 1.0:
             faces = [f.scaled(1.0 / scale) for f in faces]

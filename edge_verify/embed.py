@@ -88,7 +88,6 @@ class Embedder:
             raise ModelError(f"{path.name}: expected an NHWC 3-channel input, got shape {shape}")
         self.input_size = (shape[2], shape[1])  # (w, h)
         self.embedding_size = int(out["shape"][-1])
-        self._batch = shape[0]
         self._lock = threading.Lock()
 
     @property

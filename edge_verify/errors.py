@@ -13,6 +13,10 @@ class ImageError(EdgeVerifyError):
     """An image could not be read or decoded, or is unusable."""
 
 
+class QualityError(ImageError):
+    """A face was found but the quality gate refuses it (too small, blurred, turned away)."""
+
+
 class NoFaceError(EdgeVerifyError):
     """No face was found in an image."""
 

@@ -7,7 +7,6 @@ are transactions (atomic); the file is created mode 0600 in a 0700 state directo
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import unicodedata
@@ -20,6 +19,9 @@ import numpy as np
 
 from .errors import GalleryError, UnknownPersonError
 from .match import from_int8, to_int8
+from .statedir import default_state_dir, private_file
+
+__all__ = ["Gallery", "GalleryMatrix", "Person", "check_name", "default_state_dir"]
 
 GALLERY_FILE = "gallery.sqlite3"
 MAX_NAME = 64
@@ -35,16 +37,6 @@ CREATE TABLE IF NOT EXISTS templates (
     created TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
 """
-
-
-def default_state_dir() -> Path:
-    """``$EDGE_VERIFY_STATE_DIR``, else systemd's ``$STATE_DIRECTORY``, else the user's data directory."""
-    for var in ("EDGE_VERIFY_STATE_DIR", "STATE_DIRECTORY"):
-        value = os.environ.get(var)
-        if value:
-            return Path(value.split(":")[0])
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "edge-verify"
 
 
 def check_name(name: str) -> str:
@@ -92,9 +84,7 @@ class Gallery:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            private_file(self.path)
         except OSError as exc:
             raise GalleryError(f"cannot use state directory {self.state_dir}: {exc.strerror or exc}") from None
         try:
@@ -189,12 +179,16 @@ class Gallery:
             "SELECT p.name, t.embedding FROM templates t JOIN people p ON p.id = t.person_id ORDER BY p.name, t.id")
         names: list[str] = []
         owner = np.zeros(len(rows), np.int64)
-        q = np.zeros((len(rows), 128), np.int8)
+        dim = len(rows[0][1]) if rows else 0  # 128 for every bundled model: one int8 byte per dimension
+        q = np.zeros((len(rows), dim), np.int8)
         for i, (name, blob) in enumerate(rows):
+            if len(blob) != dim:
+                raise GalleryError(f"gallery {self.path}: templates of different sizes ({len(blob)} and {dim} "
+                                   "bytes): the file is damaged; re-enrol")
             if not names or names[-1] != name:
                 names.append(str(name))
             owner[i] = len(names) - 1
             q[i] = np.frombuffer(blob, np.int8)
-        m = GalleryMatrix(names, owner, from_int8(q) if len(rows) else np.zeros((0, 128), np.float32))
+        m = GalleryMatrix(names, owner, from_int8(q))
         self._cache = (stamp, m)
         return m

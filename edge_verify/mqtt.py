@@ -32,12 +32,9 @@ EVENT_TYPES = list(events.EVENT_TYPES)
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from . import __version__
 
-        return version("edge-verify")
-    except Exception:
-        return "0.1.0"
+    return __version__
 
 
 class MqttLink:

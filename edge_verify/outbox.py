@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgeVerifyError
+from .statedir import private_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Outbox:
         self.max_events, self.max_age_s = max_events, max_age_s
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -64,11 +65,11 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def last_seq(self) -> int:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT max((SELECT value FROM meta WHERE key='last_seq'),"
-                " coalesce((SELECT max(seq) FROM events), 0))").fetchone()
+    def _last_seq(self) -> int:
+        """The highest seq ever given (kept in meta, so deleting sent events never reuses a number)."""
+        row = self._db.execute(
+            "SELECT max((SELECT value FROM meta WHERE key='last_seq'),"
+            " coalesce((SELECT max(seq) FROM events), 0))").fetchone()
         return int(row[0])
 
     def add(self, event: dict[str, Any], created: float | None = None) -> int:
@@ -78,10 +79,7 @@ class Outbox:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute(
-                    "SELECT max((SELECT value FROM meta WHERE key='last_seq'),"
-                    " coalesce((SELECT max(seq) FROM events), 0))").fetchone()
-                seq = int(row[0]) + 1
+                seq = self._last_seq() + 1
                 event["seq"] = seq
                 self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
                                  (seq, event["event_id"], created, json.dumps(event, separators=(",", ":"))))

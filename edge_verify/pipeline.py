@@ -15,7 +15,7 @@ import numpy as np
 from .align import align_face
 from .detect import Face, FaceDetector
 from .embed import Embedder
-from .errors import GalleryError, ImageError, NoFaceError, UnknownPersonError
+from .errors import GalleryError, ImageError, NoFaceError, QualityError, UnknownPersonError
 from .gallery import Gallery, default_state_dir
 from .imageio import read_image
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
@@ -140,7 +140,7 @@ class FaceVerifier:
             log.warning("%s: %d faces found, the largest is used", name, len(faces))
         main = faces[0]
         if require_quality and not main.quality.ok:
-            raise ImageError(f"{name}: face not usable: {'; '.join(main.quality.reasons)}")
+            raise QualityError(f"{name}: face not usable: {'; '.join(main.quality.reasons)}")
         assert main.embedding is not None
         return main.embedding
 

@@ -59,3 +59,16 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutboxError, match="cannot open the outbox"):
         Outbox(blocker / "outbox.sqlite3")
+
+
+def test_outbox_and_state_dir_are_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from edge_verify.daemon import check_state_dir
+
+    state = tmp_path / "state"
+    check_state_dir(state)
+    Outbox(state / "outbox.sqlite3").close()
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state / "outbox.sqlite3").st_mode) == 0o600

@@ -122,3 +122,21 @@ def test_detection_on_a_small_stream_encodes_from_the_full_frame(fv: Any) -> Non
     via_lores = fv.process(main, detect_image=lores).faces[0]
     np.testing.assert_allclose(via_lores.face.landmarks, direct.face.landmarks, atol=12)  # 4% of the face
     assert float(((via_lores.embedding - direct.embedding) ** 2).sum()) < 0.3
+
+
+def test_pad_retry_finds_tight_crops_and_can_be_turned_off(fv: Any) -> None:
+    """Faces cropped inside their own box (ID-photo style) are missed by YuNet unless padded."""
+    from edge_verify.detect import FaceDetector
+
+    plain, padded = FaceDetector(pad_retry=False), FaceDetector()
+    found_plain = found_padded = 0
+    photos = sorted((LFW / "images").glob("*.jpg"))[::400]
+    for path in photos:
+        img = cv2.imread(str(path))
+        x, y, w, h = (int(v) for v in padded.detect(img)[0].bbox)
+        dx, dy = w // 5, h // 5
+        tight = cv2.resize(img[max(y, 0) + dy: y + h - dy, max(x, 0) + dx: x + w - dx], (400, 400))
+        found_plain += bool(plain.detect(tight))
+        found_padded += bool(padded.detect(tight))
+    assert found_padded >= 0.9 * len(photos) > found_plain
+    assert plain.detect(np.full((240, 320, 3), 100, np.uint8)) == []

@@ -38,7 +38,6 @@ class FrameSource(ABC):
     and raises CameraError on a failure (the caller may close and reopen)."""
 
     name = "source"
-    finite = False
     index = 0  # frames produced so far
 
     def _frame(self, image: np.ndarray, ts: float, label: str, lores: np.ndarray | None = None) -> Frame:

@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 
 class _Paced(FrameSource):
-    finite = True
 
     def __init__(self, fps: float, at_end: str = "stop") -> None:
         self.fps, self.at_end = fps, at_end
@@ -113,7 +112,6 @@ class VideoFileSource(_Paced):
 class SyntheticSource(_Paced):
     """Endless generated frames with no face (noise over a gradient): exercises the loop without data."""
 
-    finite = False
     name = "synthetic"
 
     def __init__(self, fps: float = 10.0, width: int = 640, height: int = 480, seed: int = 0) -> None:

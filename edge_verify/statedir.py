@@ -1,0 +1,27 @@
+"""The state directory (gallery, outbox): where it is, and private files in it.
+
+Encodings and access events are biometric data: the directory is created 0700 and each database file
+0600 before SQLite opens it (SQLite gives its journal and WAL files the database's mode).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_state_dir() -> Path:
+    """``$EDGE_VERIFY_STATE_DIR``, else systemd's ``$STATE_DIRECTORY``, else the user's data directory."""
+    for var in ("EDGE_VERIFY_STATE_DIR", "STATE_DIRECTORY"):
+        value = os.environ.get(var)
+        if value:
+            return Path(value.split(":")[0])
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "edge-verify"
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (and its directory, 0700) if missing, with mode 0600; raises OSError."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
