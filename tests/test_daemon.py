@@ -269,6 +269,11 @@ def test_events_end_to_end(broker: Broker, enrolled_state: Path, tmp_path: Path)
     assert state_msg["people"] == len(ENROLLED) and len(state_msg["model"]) == 64
     assert sub.on("homeassistant/device/door-test/config")
     assert "ready: first frame" in d.log
+    telemetry = sub.json("edge-verify/door-test/telemetry")
+    assert telemetry, "telemetry every telemetry_interval_s"
+    t = telemetry[0]
+    assert t["fps"] > 0 and 0 < t["latency_ms_p50"] <= t["latency_ms_p95"]
+    assert {"detect", "embed", "total"} <= set(t["stages_ms_p50"])
     sub.close()
 
 
