@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converter.lfw import person_of
+
 FRAME_W, FRAME_H = 640, 480
 SCALES = (160, 240, 360)  # the pasted photo's side in pixels: faces of roughly 60, 90 and 140 px
 POSITIONS = ((0.5, 0.5), (0.25, 0.4), (0.75, 0.6))  # photo centre as fractions of the frame
@@ -16,7 +18,7 @@ def pick_images(lfw_images: Path, count: int, seed: int = 0) -> list[Path]:
     """A seeded choice of ``count`` LFW photos of different people."""
     by_person: dict[str, Path] = {}
     for p in sorted(lfw_images.glob("*.jpg")):
-        by_person.setdefault(p.stem.rsplit("_", 1)[0], p)
+        by_person.setdefault(person_of(p), p)
     people = sorted(by_person)
     order = np.random.default_rng(seed).permutation(len(people))
     return [by_person[people[i]] for i in order[:count]]

@@ -1,7 +1,8 @@
 """The pipelines compared, each timed stage by stage on one frame, and each usable by
 ``converter.evaluate`` for LFW accuracy (the ``represent`` method of its ``Pipeline`` protocol).
 
-- ``product``: edge_verify's YuNet detector + 5-point alignment + a TFLite encoder (int8 or fp32).
+- ``product``: ``edge_verify.pipeline.FaceVerifier.process`` (YuNet detector at the daemon's default
+  ``quality.detect_max_side`` of 320 px, 5-point alignment, quality check, a TFLite encoder, int8 or fp32).
 - ``opencv``: cv2.FaceDetectorYN at full resolution + cv2.FaceRecognizerSF (alignCrop + feature).
 - ``dlib``: face_recognition (dlib HOG detector, 5-point landmarks, ResNet encoder), if installed.
 
@@ -18,7 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from converter.evaluate import centre_crop, l2_normalise, nearest_centre
+from converter.evaluate import centre_crop
+from converter.faces import pick_subject
+from edge_verify.match import l2_normalize
 
 Stages = dict[str, float]
 
@@ -31,7 +34,7 @@ class Gallery:
         from edge_verify.match import from_int8, to_int8
 
         rng = np.random.default_rng(seed)
-        self.float32 = l2_normalise(rng.standard_normal((size, dim)).astype(np.float32))
+        self.float32 = l2_normalize(rng.standard_normal((size, dim)).astype(np.float32))
         self.int8 = to_int8(self.float32)
         self.cached = from_int8(self.int8)
         self.owner = np.arange(size) // per_person
@@ -54,35 +57,36 @@ def _ms(t0: float, t1: float) -> float:
     return (t1 - t0) * 1000.0
 
 
+DETECT_MAX_SIDE = 320  # the daemon's default quality.detect_max_side
+
+
 class ProductPipeline:
+    """The product's own per-frame path: ``FaceVerifier.process`` (its stage timings), then a 1:N match."""
+
     def __init__(
         self, model: Path, threads: int, gallery: Gallery, name: str = "product", max_side: int | None = None
     ) -> None:
         from edge_verify.detect import FaceDetector
-        from edge_verify.embed import Embedder
+        from edge_verify.pipeline import FaceVerifier
 
         self.name, self.threads, self.gallery = name, threads, gallery
-        self.detector = FaceDetector() if max_side is None else FaceDetector(max_side=max_side)
-        self.embedder = Embedder(model, num_threads=threads)
+        self.detector = FaceDetector(max_side=max_side or DETECT_MAX_SIDE)
+        self.verifier = FaceVerifier(model, num_threads=threads, detector=self.detector)
+        self.embedder = self.verifier.embedder
         self.runner = (
             f"{self.embedder.interpreter} ({self.embedder.dtype}), detect <= {self.detector.max_side} px"
         )
 
     def run_frame(self, frame: np.ndarray) -> tuple[Stages, np.ndarray | None]:
-        from edge_verify.align import align_face
-
+        result = self.verifier.process(frame, only_ok=False, max_faces=1)
+        stages = {k: v for k, v in result.timings_ms.items() if k in ("detect", "align", "embed")}
+        if not result.faces or result.faces[0].embedding is None:
+            return {"detect": stages["detect"]}, None
+        emb = result.faces[0].embedding
         t0 = time.perf_counter()
-        faces = self.detector.detect(frame)
-        t1 = time.perf_counter()
-        if not faces:
-            return {"detect": _ms(t0, t1)}, None
-        crop = align_face(frame, faces[0].landmarks)
-        t2 = time.perf_counter()
-        emb = self.embedder.embed(crop)
-        t3 = time.perf_counter()
         self.gallery.match(emb)
-        t4 = time.perf_counter()
-        return {"detect": _ms(t0, t1), "align": _ms(t1, t2), "embed": _ms(t2, t3), "match": _ms(t3, t4)}, emb
+        stages["match"] = _ms(t0, time.perf_counter())
+        return stages, emb
 
     def accuracy_pipeline(self) -> Any:
         from converter.evaluate import ProductPipeline as EvalPipeline
@@ -125,7 +129,7 @@ class OpenCVPipeline:
         largest = faces[int(np.argmax(faces[:, 2] * faces[:, 3]))]
         crop = self.recognizer.alignCrop(frame, largest)
         t2 = time.perf_counter()
-        emb = l2_normalise(self.recognizer.feature(crop).ravel())
+        emb = l2_normalize(self.recognizer.feature(crop).ravel())
         t3 = time.perf_counter()
         self.gallery.match(emb)
         t4 = time.perf_counter()
@@ -139,12 +143,12 @@ class OpenCVPipeline:
                 crop, h = centre_crop(image), "no_face"
             else:
                 rows = [_Row(f) for f in faces]
-                face = nearest_centre(rows, image.shape).row
+                face = pick_subject(rows, image.shape).row
                 crop, h = (
                     self.recognizer.alignCrop(image, face),
                     ("one_face" if len(faces) == 1 else "several_faces"),
                 )
-            out.append(l2_normalise(self.recognizer.feature(crop).ravel()))
+            out.append(l2_normalize(self.recognizer.feature(crop).ravel()))
             how.append(h)
         return np.stack(out), how
 
@@ -199,7 +203,7 @@ class DlibPipeline:
         t2 = time.perf_counter()
         emb = np.asarray(self.fr.face_encoder.compute_face_descriptor(chip), np.float32)
         t3 = time.perf_counter()
-        self.gallery.match(l2_normalise(emb))
+        self.gallery.match(l2_normalize(emb))
         t4 = time.perf_counter()
         return {"detect": _ms(t0, t1), "align": _ms(t1, t2), "embed": _ms(t2, t3), "match": _ms(t3, t4)}, emb
 
@@ -213,7 +217,7 @@ class DlibPipeline:
                 rect, kind = self.dlib.rectangle(0, 0, w - 1, h - 1), "no_face"
             else:
                 boxes = [_Rect(r) for r in rects]
-                rect = nearest_centre(boxes, rgb.shape).rect
+                rect = pick_subject(boxes, rgb.shape).rect
                 kind = "one_face" if len(rects) == 1 else "several_faces"
             out.append(self._encode(rgb, rect))
             how.append(kind)

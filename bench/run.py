@@ -32,7 +32,7 @@ from converter.lfw import parse_folds, shared_dir
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DEFAULT_MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
-DEFAULT_FP32 = Path("/work/build/sface_fp32.tflite")
+DEFAULT_FP32 = REPO / "build" / "sface_fp32.tflite"  # `make bench` builds it there
 PIPELINES = ("product", "fp32", "opencv", "dlib")
 WORKERS = (*PIPELINES, "match")
 STAGES = ("detect", "align", "embed", "match", "total")
@@ -152,13 +152,13 @@ def bench_1n(sizes: Sequence[int], threads: int, runs: int = 50) -> list[dict[st
     """Time one query against N templates: cached float matrix (what the gallery serves) and int8
     templates dequantised for each query; identical decisions are checked."""
     from bench.pipelines import Gallery
-    from converter.evaluate import l2_normalise
+    from edge_verify.match import l2_normalize
 
     rng = np.random.default_rng(1)
     out = []
     for n in sizes:
         g = Gallery(n)
-        queries = l2_normalise(rng.standard_normal((runs, 128)).astype(np.float32))
+        queries = l2_normalize(rng.standard_normal((runs, 128)).astype(np.float32))
         row: dict[str, Any] = {
             "templates": n,
             "blas_threads": threads,
@@ -495,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accuracy", action="store_true", help="also LFW accuracy of each pipeline (slow)")
     p.add_argument("--accuracy-folds", dest="accuracy_folds_text", help="LFW folds for --accuracy, e.g. 1-3")
     p.add_argument(
-        "--max-side", type=int, help="the product detector's max_side (default: FaceDetector's own)"
+        "--max-side",
+        type=int,
+        help="the product detector's max_side (default 320, the daemon's quality.detect_max_side)",
     )
     p.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
     p.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)

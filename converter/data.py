@@ -25,12 +25,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from converter.lfw import LfwError, image_path, person_folds, read_pairs, shared_dir
+from converter.faces import subject_crop
+from converter.lfw import LfwError, image_path, person_folds, person_of, read_pairs, shared_dir
+from edge_verify.imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 CROP = 112
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp"}
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -66,20 +67,6 @@ def read_people_counts(tsv: Path) -> dict[str, int]:
 # ---------------------------------------------------------------- crops
 
 
-def pick_subject(faces: Sequence[object], shape: tuple[int, ...]) -> object | None:
-    """The face nearest the image centre among the large ones (LFW photos may show several people)."""
-    if not faces:
-        return None
-    biggest = max(f.area for f in faces)  # type: ignore[attr-defined]
-    cy, cx = shape[0] / 2.0, shape[1] / 2.0
-
-    def off_centre(f: object) -> float:
-        x, y, w, h = f.bbox  # type: ignore[attr-defined]
-        return float((x + w / 2 - cx) ** 2 + (y + h / 2 - cy) ** 2)
-
-    return min((f for f in faces if f.area >= 0.3 * biggest), key=off_centre)  # type: ignore[attr-defined]
-
-
 class CropCache:
     """Aligned crops keyed by image path relative to ``root``, stored in one ``.npz`` per root.
 
@@ -111,7 +98,6 @@ class CropCache:
         return {k: self._crops[k] for k in keys if k in self._crops}
 
     def _fill(self, keys: list[str], progress: bool) -> None:
-        from edge_verify.align import align_face
         from edge_verify.detect import FaceDetector
         from edge_verify.errors import ImageError
         from edge_verify.imageio import read_image
@@ -125,11 +111,11 @@ class CropCache:
                 log.warning("skipping %s", exc)
                 self._failed.add(key)
                 continue
-            face = pick_subject(detector.detect(image), image.shape)
-            if face is None:
+            crop, _ = subject_crop(image, detector)
+            if crop is None:
                 self._failed.add(key)
             else:
-                self._crops[key] = align_face(image, face.landmarks)  # type: ignore[attr-defined]
+                self._crops[key] = crop
             if progress and (n % 500 == 0 or n == len(keys)):
                 log.info("  %d / %d images", n, len(keys))
         self.save()
@@ -179,18 +165,6 @@ class FaceSet:
             pairs=np.concatenate(pairs) if pairs else np.zeros((0, 4), np.int64),
         )
 
-    def subset(self, idx: npt.ArrayLike) -> FaceSet:
-        """The crops at ``idx`` (pairs are dropped)."""
-        ix = np.asarray(idx, np.int64)
-        return FaceSet(
-            [self.keys[i] for i in ix],
-            self.person[ix],
-            self.source[ix],
-            self.fold[ix],
-            self.crops[ix],
-            None if self.teacher is None else self.teacher[ix],
-        )
-
     def select(
         self, folds: Sequence[int] = (), extra: bool = False, exclude_people: Iterable[str] = ()
     ) -> I64:
@@ -227,7 +201,7 @@ def load_lfw(
     counts = read_people_counts(lfw / "people_in_subset.tsv")
     files: dict[str, list[str]] = {}
     for f in sorted((lfw / "images").glob("*.jpg")):
-        files.setdefault(f.stem[:-5], []).append((LFW_KEYS / f.name).as_posix())
+        files.setdefault(person_of(f), []).append((LFW_KEYS / f.name).as_posix())
     keys: list[str] = []
     for name in sorted(person_fold):
         found = files.get(name, [])
@@ -238,7 +212,7 @@ def load_lfw(
     kept = [k for k in keys if k in crops]
     if len(kept) < len(keys):
         log.info("LFW: no face found in %d of %d images", len(keys) - len(kept), len(keys))
-    names = [k.split("/")[-1][:-9] for k in kept]
+    names = [person_of(k) for k in kept]
     fs = FaceSet(
         kept,
         np.array(names, dtype=str),
@@ -272,7 +246,7 @@ def load_folder(
         keys += [
             f"{person.name}/{f.name}"
             for f in sorted(person.iterdir())
-            if f.suffix.lower() in IMAGE_EXTENSIONS
+            if f.suffix.lower() in IMAGE_SUFFIXES
         ]
     if not keys:
         raise DataError(f"{root}: no person folders with images")

@@ -6,7 +6,8 @@
 MODEL is a ``.tflite`` (run by ``edge_verify.embed.Embedder``, no TensorFlow needed) or a ``.keras``
 (run by Keras, with ``converter.layers`` registered). Faces go through the product's own detection
 and alignment (``edge_verify.detect`` + ``edge_verify.align``); when an image has several faces the
-one nearest the image centre is the subject, and when it has none the central square of the image
+subject is the one nearest the image centre among those at least 30 % as large as the largest
+(``converter.faces.pick_subject``), and when it has none the central square of the image
 is used instead (``--no-face centre``, the default) or the image is left out (``--no-face skip``).
 Either way the count is reported. All metric maths lives in ``converter.metrics``.
 
@@ -29,13 +30,17 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from edge_verify.imageio import IMAGE_SUFFIXES
+from edge_verify.match import l2_normalize
+
 from . import lfw, metrics
+from .faces import subject_crop
 from .lfw import parse_folds
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"}
 REPORT_FARS = (1e-3, 1e-2)
+HOW = {"one": "one_face", "several": "several_faces", "none": "no_face"}  # subject_crop's word -> report key
 CHUNK = 64
 
 
@@ -132,28 +137,12 @@ class Pipeline(Protocol):
     def represent(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str]]: ...
 
 
-def nearest_centre(faces: Sequence[Any], shape: tuple[int, ...]) -> Any:
-    """The face whose box centre is nearest the image centre (the subject of a news photo)."""
-    cy, cx = shape[0] / 2.0, shape[1] / 2.0
-
-    def dist(face: Any) -> float:
-        x, y, w, h = face.bbox
-        return float((x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2)
-
-    return min(faces, key=dist)
-
-
 def centre_crop(image: np.ndarray, size: int = 112) -> np.ndarray:
     """The central square of the image, resized: the fallback when no face is detected."""
     h, w = image.shape[:2]
     s = min(h, w)
     y, x = (h - s) // 2, (w - s) // 2
     return cv2.resize(image[y : y + s, x : x + s], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 EmbedBatch = Callable[[np.ndarray], np.ndarray]  # (N, 112, 112, 3) uint8 BGR -> (N, D)
@@ -170,7 +159,7 @@ def keras_embedder(model: Path, threads: int | None) -> tuple[EmbedBatch, str]:
     import keras
     import tensorflow as tf
 
-    import converter.layers  # noqa: F401  (registers the custom layers)
+    from .layers import load_encoder
 
     if threads:
         try:
@@ -178,7 +167,7 @@ def keras_embedder(model: Path, threads: int | None) -> tuple[EmbedBatch, str]:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass
-    net = keras.models.load_model(model, compile=False)
+    net = load_encoder(model)
 
     def run(crops: np.ndarray) -> np.ndarray:
         return np.asarray(net.predict_on_batch(np.asarray(crops, np.float32)), np.float32)
@@ -210,13 +199,10 @@ class ProductPipeline:
         )
 
     def crop(self, image: np.ndarray) -> tuple[np.ndarray | None, str]:
-        from edge_verify.align import align_face
-
-        faces = self.detector.detect(image)
-        if not faces:
+        crop, how = subject_crop(image, self.detector)
+        if crop is None:
             return (centre_crop(image) if self.no_face == "centre" else None), "no_face"
-        face = faces[0] if len(faces) == 1 else nearest_centre(faces, image.shape)
-        return align_face(image, face.landmarks), ("one_face" if len(faces) == 1 else "several_faces")
+        return crop, HOW[how]
 
     def represent(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str]]:
         crops, how = zip(*(self.crop(img) for img in images), strict=True)
@@ -227,7 +213,7 @@ class ProductPipeline:
             emb = self.embed_batch(batch)
             if self.flip:
                 emb = emb + self.embed_batch(np.ascontiguousarray(batch[:, :, ::-1]))
-            emb = l2_normalise(emb)
+            emb = l2_normalize(emb)
             out = np.full((len(images), emb.shape[1]), np.nan, np.float32)
             out[[k for k, c in enumerate(crops) if c is not None]] = emb
         return out, list(how)
@@ -386,7 +372,7 @@ def format_report(r: dict[str, Any]) -> str:
         (
             "images",
             f"{det['images']}: {det['one_face']} one face, {det['several_faces']} several "
-            f"(nearest centre used), {det['no_face']} no face",
+            f"(subject: nearest centre among the large ones), {det['no_face']} no face",
         )
     )
     if det["no_face"]:

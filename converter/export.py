@@ -41,6 +41,7 @@ import numpy as np
 
 from converter import faces
 from converter.lfw import shared_dir
+from edge_verify.models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,13 @@ def sidecar(model_path: Path, kind: str) -> Path:
 
 
 def load_keras(path: Path) -> Any:
-    import keras
-
-    import converter.layers  # noqa: F401  (registers the custom layers)
+    """``converter.layers.load_encoder``, its failure as an ExportError."""
+    from converter.layers import EncoderLoadError, load_encoder
 
     try:
-        return keras.models.load_model(str(path), compile=False)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+        return load_encoder(path)
+    except EncoderLoadError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def fix_batch(model: Any) -> Any:
@@ -151,17 +151,19 @@ def check_int8(content: bytes) -> Any:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.asarray((a * b).sum(axis=1))
+    from edge_verify.match import l2_normalize
+
+    return np.asarray((l2_normalize(a, axis=1) * l2_normalize(b, axis=1)).sum(axis=1))
 
 
 def tflite_embed(content: bytes, crops: np.ndarray) -> np.ndarray:
-    from converter.quantize import _interpreter, run_tflite
+    """L2-normalised encodings of ``crops`` by the flatbuffer ``content`` (run by the runtime's Embedder)."""
+    from edge_verify.embed import Embedder
 
-    interp = _interpreter(model_content=content, threads=1)
-    interp.allocate_tensors()
-    return run_tflite(interp, crops)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(content)
+        return Embedder(path, num_threads=1).embed_batch(crops)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -303,7 +305,7 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
         folds = sorted(set(folds) | {int(f) for f in seen})
     provenance = {
         "source": provenance.get("source", model_path.name),
-        "source_sha256": provenance.get("source_sha256", hashlib.sha256(model_path.read_bytes()).hexdigest()),
+        "source_sha256": provenance.get("source_sha256", sha256_file(model_path)),
         "license": provenance.get("license", "unknown"),
         "authors": provenance.get("authors", "unknown"),
         "training_data": provenance.get("training_data", "unknown"),

@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from converter.lfw import fold_images
+from edge_verify.imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"}
+SUBJECT_MIN_AREA = 0.3  # a subject candidate is at least this fraction of the largest face's box area
 
 
 def spread(paths: Sequence[Path], n: int) -> list[Path]:
@@ -34,12 +36,43 @@ def spread(paths: Sequence[Path], n: int) -> list[Path]:
 
 def image_files(root: Path) -> list[Path]:
     """All images under ``root``, sorted."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def pick_subject(faces: Sequence[Any], shape: tuple[int, ...]) -> Any:
+    """The subject among ``faces``: nearest the image centre among those whose box is at least
+    ``SUBJECT_MIN_AREA`` of the largest (news photos may show several people); None when no face.
+
+    ``faces`` need ``bbox`` (x, y, w, h); the areas come from the boxes.
+    """
+    if not faces:
+        return None
+    areas = [float(f.bbox[2] * f.bbox[3]) for f in faces]
+    biggest = max(areas)
+    cy, cx = shape[0] / 2.0, shape[1] / 2.0
+
+    def off_centre(f: Any) -> float:
+        x, y, w, h = f.bbox
+        return float((x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2)
+
+    return min((f for f, a in zip(faces, areas, strict=True) if a >= SUBJECT_MIN_AREA * biggest), key=off_centre)
+
+
+def subject_crop(image: np.ndarray, detector: Any) -> tuple[np.ndarray | None, str]:
+    """The aligned 112x112 crop of the subject of ``image`` (see ``pick_subject``) and how it was
+    chosen: ``"one"`` face found, ``"several"`` (the subject picked), or ``"none"`` (crop is None)."""
+    from edge_verify.align import align_face
+
+    faces = detector.detect(image)
+    face = pick_subject(faces, image.shape)
+    if face is None:
+        return None, "none"
+    return align_face(image, face.landmarks), ("one" if len(faces) == 1 else "several")
 
 
 def aligned_crops(paths: Iterable[Path], detector: object | None = None) -> tuple[np.ndarray, list[Path]]:
-    """One 112x112 BGR uint8 crop per image (the face nearest the centre); images without a face are skipped."""
-    from edge_verify.align import align_face
+    """One 112x112 BGR uint8 crop per image (its subject, see ``pick_subject``); images without a face
+    are skipped."""
     from edge_verify.detect import FaceDetector
     from edge_verify.errors import EdgeVerifyError
     from edge_verify.imageio import read_image
@@ -55,14 +88,11 @@ def aligned_crops(paths: Iterable[Path], detector: object | None = None) -> tupl
             log.warning("skipping %s: %s", p, exc)
             skipped += 1
             continue
-        faces = det.detect(img)  # type: ignore[attr-defined]
-        if not faces:
+        crop, _ = subject_crop(img, det)
+        if crop is None:
             skipped += 1
             continue
-        h, w = img.shape[:2]
-        face = min(faces, key=lambda f: (f.bbox[0] + f.bbox[2] / 2 - w / 2) ** 2
-                   + (f.bbox[1] + f.bbox[3] / 2 - h / 2) ** 2)
-        crops.append(align_face(img, face.landmarks))
+        crops.append(crop)
         used.append(p)
     if skipped:
         log.info("%d of %d images gave no face", skipped, skipped + len(used))

@@ -21,7 +21,6 @@ What the import does beyond a literal translation (see docs/MODEL-NOTES.md of th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_verify.models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
 def provenance(src: str | Path) -> dict[str, Any]:
     """Source name, sha256 and (for known files) licence, authors and training data."""
     p = Path(src)
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    digest = sha256_file(p)
     info: dict[str, Any] = {"source": p.name, "source_sha256": digest,
                             "license": "unknown", "authors": "unknown", "training_data": "unknown",
                             "lfw_folds_used": []}

@@ -6,6 +6,7 @@ Keras backend (TensorFlow here; JAX or PyTorch on a GPU machine without TensorFl
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -51,3 +52,19 @@ class PixelNormalize(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.mean, "scale": self.scale}
+
+
+class EncoderLoadError(ValueError):
+    """A ``.keras`` encoder cannot be loaded (one-line message)."""
+
+
+def load_encoder(path: str | os.PathLike[str]) -> Any:
+    """A saved ``.keras`` encoder (this module's layers are registered), uncompiled.
+
+    Raises ``EncoderLoadError`` with a one-line message when the file is missing or unreadable.
+    """
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EncoderLoadError(f"cannot load {path}: {first}") from None

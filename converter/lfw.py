@@ -60,6 +60,12 @@ def image_path(images_dir: Path, name: str, i: int) -> Path:
     return images_dir / f"{name}_{i:04d}.jpg"
 
 
+def person_of(path: str | Path) -> str:
+    """The person an LFW image shows, from its name (the reverse of ``image_path``):
+    ``.../Abel_Pacheco_0001.jpg`` -> ``Abel_Pacheco``."""
+    return Path(path).stem.rsplit("_", 1)[0]
+
+
 def read_pairs(pairs_file: Path, folds: Iterable[int] | None = None) -> list[Pair]:
     """The pairs of ``pairs_file`` in file order, only those of ``folds`` (1-based) when given."""
     try:

@@ -10,7 +10,7 @@
 - ``activation_ranges``: replaces the calibrator's activation ranges (min/max over all faces,
   which one unusual face widens) by robust per-face statistics before the int8 quantizer runs.
 - ``inspect_tflite``: op list, tensor dtypes and input/output quantization of a flatbuffer.
-- ``delegate_partitions`` / ``benchmark``: XNNPACK partition count and ms per face.
+- ``delegate_partitions`` / ``benchmark``: XNNPACK partition count and ms per face (``edge_verify.embed``).
 """
 
 from __future__ import annotations
@@ -114,12 +114,6 @@ class TfliteReport:
     op_counts: dict[str, int] = field(default_factory=dict)
 
 
-def _interpreter(model_path: str | None = None, model_content: bytes | None = None, threads: int = 1) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_path=model_path, model_content=model_content, num_threads=threads)
-
-
 def inspect_tflite(content: bytes) -> TfliteReport:
     """Ops, float tensors and in/out quantization of a TFLite flatbuffer (no delegate applied)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -149,7 +143,10 @@ def delegate_partitions(model_path: str, threads: int = 1) -> tuple[int, int]:
     After ``allocate_tensors`` the interpreter's op list holds the model's ops followed by one
     ``DELEGATE`` node per partition that XNNPACK took.
     """
-    interp = _interpreter(model_path=model_path, threads=threads)
+    from edge_verify.embed import load_interpreter_class
+
+    interpreter_cls, _ = load_interpreter_class()
+    interp = interpreter_cls(model_path=model_path, num_threads=threads)
     interp.allocate_tensors()
     names = [str(o["op_name"]) for o in interp._get_ops_details()]
     parts = sum(1 for n in names if n == "DELEGATE")
@@ -204,34 +201,16 @@ def activation_ranges(calibrated: bytes, crops: np.ndarray, mode: str = "mean") 
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def run_tflite(interp: Any, crops: np.ndarray) -> np.ndarray:
-    """Float embeddings of uint8 BGR crops (N, H, W, 3), quantizing/dequantizing as the model needs."""
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    res = []
-    for crop in crops:
-        x = crop.astype(np.float32)[None]
-        if np.dtype(inp["dtype"]) == np.int8:
-            s, z = inp["quantization"]
-            x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"]).astype(np.float32)
-        if np.dtype(out["dtype"]) == np.int8:
-            s, z = out["quantization"]
-            y = (y - z) * s
-        res.append(y.reshape(-1))
-    return np.stack(res)
-
-
 def benchmark(model_path: str, crops: np.ndarray, threads: int, runs: int = 50) -> float:
-    """Median ms per face over ``runs`` single-face invokes (after a warm-up)."""
-    interp = _interpreter(model_path=model_path, threads=threads)
-    interp.allocate_tensors()
-    run_tflite(interp, crops[:3])
+    """Median ms per face over ``runs`` single-face encodings by the runtime's Embedder (after a warm-up)."""
+    from edge_verify.embed import Embedder
+
+    emb = Embedder(model_path, num_threads=threads)
+    emb.embed_batch(crops[:3])
     times = []
     for i in range(runs):
-        c = crops[i % len(crops)][None]
+        c = crops[i % len(crops)]
         t0 = time.perf_counter()
-        run_tflite(interp, c)
+        emb.embed(c)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000.0)

@@ -95,6 +95,8 @@ def embed_crops(model_path: str, crops: npt.NDArray[np.uint8], batch: int = 128)
 
         emb = Embedder(model_path)
         return np.concatenate([emb.embed_batch(crops[i : i + batch]) for i in range(0, len(crops), batch)])
+    from converter.layers import load_encoder
+
     model = load_encoder(model_path)
     return predict(model, crops.astype(np.float32), batch)
 
@@ -117,13 +119,6 @@ def teacher_encodings(fs: FaceSet, teacher: str, cache_dir: Path) -> npt.NDArray
 
 
 # ---------------------------------------------------------------- model helpers
-
-
-def load_encoder(path: str) -> Any:
-    import keras
-
-    import converter.layers  # noqa: F401  (registers the layers the file names)
-    return keras.saving.load_model(path, compile=False)
 
 
 def predict(model: Any, x: npt.NDArray[np.float32], batch: int = 128) -> npt.NDArray[np.float32]:
@@ -305,6 +300,8 @@ def build_model(args: argparse.Namespace) -> Any:
     from converter.model import build_encoder, tiny_encoder
 
     if args.init:
+        from converter.layers import load_encoder
+
         return load_encoder(args.init)
     if args.arch == "tiny":
         return tiny_encoder()

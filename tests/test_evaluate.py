@@ -14,6 +14,7 @@ import pytest
 
 from converter import evaluate as ev
 from converter import lfw, metrics
+from converter.faces import pick_subject
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared"))
@@ -124,7 +125,7 @@ def test_several_faces_takes_the_one_nearest_the_centre() -> None:
     det = FaceDetector()
     faces = det.detect(canvas)
     assert len(faces) >= 2
-    chosen = ev.nearest_centre(faces, canvas.shape)
+    chosen = pick_subject(faces, canvas.shape)
     x, _, w, _ = chosen.bbox
     assert 225 < x + w / 2 < 375
     pipe = ev.ProductPipeline(lambda crops: np.zeros((len(crops), 4), np.float32), "dummy", det)
