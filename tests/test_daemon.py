@@ -244,14 +244,19 @@ def test_run_with_an_unusable_state_dir_fails_clearly(tmp_path: Path) -> None:
     assert "device.state_dir: cannot create" in d.log and "Traceback" not in d.log
 
 
+def copy_state(enrolled_state: Path, state: Path) -> Path:
+    """A state directory of its own for one test, holding a copy of the enrolled gallery."""
+    state.mkdir()
+    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    return state
+
+
 # -- end to end ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 @needs_model
 @needs_broker
 def test_events_end_to_end(broker: Broker, enrolled_state: Path, tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    state = copy_state(enrolled_state, tmp_path / "state")
     source = make_visits(tmp_path / "camera", VISITS)
     cfg = write_config(tmp_path / "c.toml", state, source, broker.port)
     sub = Subscriber(broker.host, broker.port, ["edge-verify/#", "homeassistant/#"])
@@ -289,9 +294,7 @@ def test_broker_outage_and_sigkill_lose_nothing(enrolled_state: Path, tmp_path: 
 
 
 def _outage_and_sigkill(broker: Broker, enrolled_state: Path, tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    state = copy_state(enrolled_state, tmp_path / "state")
     # phase A: visit 1 with the broker up, then 3 s without a face (the broker is killed then),
     # visits 2 and 3 decided while it is down; then the daemon is SIGKILLed
     cam_a = tmp_path / "camera_a"
@@ -327,9 +330,7 @@ def _outage_and_sigkill(broker: Broker, enrolled_state: Path, tmp_path: Path) ->
 @pytest.mark.slow
 @needs_model
 def test_unreachable_broker_keeps_running_and_keeps_events(enrolled_state: Path, tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    state = copy_state(enrolled_state, tmp_path / "state")
     source = make_visits(tmp_path / "camera", VISITS[:2])
     d = DaemonProc("run", "--config", str(write_config(tmp_path / "c.toml", state, source, free_port())))
     assert d.wait(300) == 0, d.log
@@ -409,9 +410,7 @@ def test_video_file_and_synthetic_sources(tmp_path: Path) -> None:
 def test_claim_mode_notify_and_sigterm(broker: Broker, enrolled_state: Path, tmp_path: Path) -> None:
     import socket
 
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    state = copy_state(enrolled_state, tmp_path / "state")
     cam = tmp_path / "cam"
     make_visits(cam, [], blanks=0)
     for i in range(40):
@@ -552,9 +551,7 @@ def test_picamera2_detects_on_lores_and_encodes_from_main(enrolled_state: Path, 
     frames += [read_image(p) for p in _photos("Hans_Blix")[2:6]]
     FakePicamera2.frames = frames
     FakePicamera2.served.clear()
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "gallery.sqlite3").write_bytes((enrolled_state / "gallery.sqlite3").read_bytes())
+    state = copy_state(enrolled_state, tmp_path / "state")
     cfg = config.parse({
         "device": {"id": "door-test", "state_dir": str(state)},
         "camera": {"type": "picamera2", "fps": 20.0},
