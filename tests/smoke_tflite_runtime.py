@@ -31,3 +31,17 @@ def test_bundled_model_embeds_a_real_face_with_tflite_runtime(tmp_path: Path) ->
     fv.enroll("tony", [images / "Tony_Blair_0018.jpg"])
     assert fv.verify("tony", images / "Tony_Blair_0032.jpg").accepted
     assert "tensorflow" not in sys.modules
+
+
+def test_installed_daemon_parts_load_without_extras() -> None:
+    """The shipped default config, the event schema and the daemon import in the minimal runtime."""
+    import json
+    import tomllib
+    from importlib import resources
+
+    from edge_verify import config, daemon  # noqa: F401  (imports paho, the camera sources, sqlite)
+
+    cfg = config.parse(tomllib.loads(config.default_config_text()))
+    assert cfg.model.threads >= 1 and cfg.quality.detect_max_side == 320
+    schema = json.loads((resources.files("edge_verify") / "schemas" / "event-v1.json").read_text())
+    assert "event_type" in schema["properties"]
