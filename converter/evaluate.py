@@ -426,13 +426,14 @@ def _ranges(ids: Iterable[int]) -> str:
 
 def update_manifest(model: Path, tau: float, far: float, source: str) -> Path:
     """Write tau / tau_far / tau_source into the model's manifest (same stem, .json), atomically."""
+    from edge_verify.errors import ModelError
+    from edge_verify.models import load_manifest
+
     manifest = model.with_suffix(".json")
     try:
-        data = json.loads(manifest.read_text())
-    except FileNotFoundError:
-        raise EvaluateError(f"no manifest beside the model: {manifest}") from None
-    except (OSError, ValueError) as exc:
-        raise EvaluateError(f"{manifest}: unreadable manifest: {exc}") from None
+        data = dict(load_manifest(manifest).data)
+    except ModelError as exc:
+        raise EvaluateError(str(exc)) from None
     if not math.isfinite(tau):
         raise EvaluateError(f"tau at FAR {far:g} is unbounded: too few impostor pairs")
     data.update({"tau": round(tau, 6), "tau_far": far, "tau_source": source})
