@@ -1,4 +1,5 @@
-"""The bundled models: where they are, what their manifests say, and a sha256 check at load."""
+"""The bundled models (the files in this package directory): where they are, what their manifests say,
+and a sha256 check at load."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError
 
-MODEL_DIR = Path(__file__).resolve().parent / "models"
+MODEL_DIR = Path(__file__).resolve().parent
 DEFAULT_ENCODER = "sface-int8"
 DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 DETECTOR_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
