@@ -76,17 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="versions, interpreter, model self-test, cameras")
     _common(p)
 
-    try:
-        from . import daemon
-    except ImportError:  # pragma: no cover - the daemon module is part of the package
-        daemon = None  # type: ignore[assignment]
-    if daemon is not None and hasattr(daemon, "add_run_arguments"):
-        p = sub.add_parser("run", help="the daemon: camera frames to MQTT access events")
-        daemon.add_run_arguments(p)
-        p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-        p = sub.add_parser("check-config", help="validate a configuration file and exit")
-        daemon.add_check_config_arguments(p)
-        p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    from . import cli_daemon
+
+    p = sub.add_parser("run", help="the daemon: camera frames to MQTT access events")
+    cli_daemon.add_run_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p = sub.add_parser("check-config", help="validate a configuration file and exit")
+    cli_daemon.add_check_config_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     return parser
 
 
@@ -199,9 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
-        from . import daemon
+        from . import cli_daemon
 
-        return int(daemon.run(args) if args.command == "run" else daemon.check_config(args))
+        return int(cli_daemon.run(args) if args.command == "run" else cli_daemon.check_config(args))
     except EdgeVerifyError as exc:
         if debug:
             raise

@@ -8,43 +8,57 @@ file, by default ``mqtt-password`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``Load
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import tomllib
+import types
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
+from .quality import QualityThresholds
 
 DEFAULT_CONFIG_PATHS = ("/etc/edge-verify/config.toml",)
 CREDENTIAL_NAME = "mqtt-password"
-CAMERA_TYPES = ("picamera2", "opencv", "directory", "video", "synthetic")
+
+# The enumerations of the config; the CLI builds its argparse choices from them (typing.get_args).
+CameraType = Literal["picamera2", "opencv", "directory", "video", "synthetic"]
+Mode = Literal["identify", "claim"]
+AtEnd = Literal["stop", "wait", "loop"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
+MODES: tuple[str, ...] = get_args(Mode)
+AT_END: tuple[str, ...] = get_args(AtEnd)
+TAU_MAX = 4.0  # squared L2 between unit vectors lies in [0, 4]: a tau of 4 or more accepts everyone
+
+_QUALITY = QualityThresholds()  # the quality gate's defaults live in quality.py, and only there
 
 
-def _f(default: Any, *, choices: tuple[str, ...] | None = None, min: float | None = None,
-       gt: float | None = None, max: float | None = None) -> Any:
-    return field(default=default, metadata={"choices": choices, "min": min, "gt": gt, "max": max})
+def _f(default: Any, *, min: float | None = None, gt: float | None = None, max: float | None = None,
+       lt: float | None = None) -> Any:
+    return field(default=default, metadata={"min": min, "gt": gt, "max": max, "lt": lt})
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
     id: str = ""  # "" = the host name
     state_dir: str = ""  # "" = $STATE_DIRECTORY, else /var/lib/edge-verify
-    mode: str = _f("identify", choices=("identify", "claim"))
+    mode: Mode = "identify"
 
 
 @dataclass(frozen=True)
 class CameraConfig:
-    type: str = _f("picamera2", choices=CAMERA_TYPES)
+    type: CameraType = "picamera2"
     source: str = ""
     fps: float = _f(10.0, gt=0, max=120)
     width: int = _f(1280, min=16)
     height: int = _f(720, min=16)
     lores_width: int = _f(640, min=16)
     lores_height: int = _f(360, min=16)
-    at_end: str = _f("stop", choices=("stop", "wait", "loop"))
+    at_end: AtEnd = "stop"
     reopen_min_s: float = _f(0.5, gt=0)
     reopen_max_s: float = _f(30.0, gt=0)
     read_timeout_s: float = _f(5.0, gt=0)
@@ -54,7 +68,7 @@ class CameraConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = ""  # "" = the bundled default encoder; or a path to a .tflite/.json manifest
-    tau: float | None = _f(None, gt=0, max=4)
+    tau: float | None = _f(None, gt=0, lt=TAU_MAX)
     threads: int = _f(2, min=1, max=64)
 
 
@@ -63,12 +77,17 @@ class QualityConfig:
     require_ok: bool = True
     max_faces: int = _f(1, min=1, max=16)
     detect_max_side: int = _f(320, min=64, max=4096)
-    min_score: float = _f(0.6, gt=0, max=1)
-    min_face: float = _f(32.0, min=0)
-    min_sharpness: float = _f(12.0, min=0)
-    max_yaw: float = _f(40.0, gt=0, max=90)
-    max_pitch: float = _f(35.0, gt=0, max=90)
-    max_roll: float = _f(45.0, gt=0, max=180)
+    min_score: float = _f(_QUALITY.min_score, gt=0, max=1)
+    min_face: float = _f(_QUALITY.min_face, min=0)
+    min_sharpness: float = _f(_QUALITY.min_sharpness, min=0)
+    max_yaw: float = _f(_QUALITY.max_yaw, gt=0, max=90)
+    max_pitch: float = _f(_QUALITY.max_pitch, gt=0, max=90)
+    max_roll: float = _f(_QUALITY.max_roll, gt=0, max=180)
+
+    def thresholds(self) -> QualityThresholds:
+        """The quality gate's limits as the Core layer takes them."""
+        return QualityThresholds(min_face=self.min_face, min_sharpness=self.min_sharpness, max_yaw=self.max_yaw,
+                                 max_pitch=self.max_pitch, max_roll=self.max_roll, min_score=self.min_score)
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,7 @@ class OutboxConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = _f("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    level: LogLevel = "INFO"
 
 
 @dataclass(frozen=True)
@@ -178,9 +197,20 @@ def password_path(password_file: str) -> Path | None:
     return None
 
 
+def _unpack(typ: Any) -> tuple[Any, bool, tuple[str, ...] | None]:
+    """(base type, optional, choices) of a field's annotation: ``float | None``, ``Literal[...]``..."""
+    optional = False
+    if get_origin(typ) in (Union, types.UnionType):
+        args = [a for a in get_args(typ) if a is not type(None)]
+        optional = len(args) < len(get_args(typ))
+        typ = args[0]
+    if get_origin(typ) is Literal:
+        return str, optional, tuple(get_args(typ))
+    return typ, optional, None
+
+
 def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:
-    optional = typ in (float | None, int | None, str | None)
-    base = {float | None: float, int | None: int, str | None: str}.get(typ, typ)
+    base, optional, choices = _unpack(typ)
     if value is None and optional:
         return None
     if base is bool:
@@ -192,10 +222,14 @@ def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:
     elif base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: must be a finite number, got an integer of {len(str(value))} digits") from None
+        if not math.isfinite(value):  # nan would silently switch off every comparison made with it
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     elif base is str and not isinstance(value, str):
         raise ConfigError(f"{key}: must be a string, got {value!r}")
-    choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -205,6 +239,8 @@ def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:
             raise ConfigError(f"{key}: must be > {meta['gt']}, got {value!r}")
         if meta.get("max") is not None and value > meta["max"]:
             raise ConfigError(f"{key}: must be <= {meta['max']}, got {value!r}")
+        if meta.get("lt") is not None and value >= meta["lt"]:
+            raise ConfigError(f"{key}: must be < {meta['lt']}, got {value!r}")
     return value
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .match import Decision
+
 UNKNOWN = "\x00unknown"
 MISMATCH = "\x00mismatch"
 ERROR = "\x00error"
@@ -145,3 +147,13 @@ class DecisionWindow:
             return None
         self.last_seen[ERROR] = ts
         return Verdict("error", person, None, 0, reason)
+
+
+def vote_for(ts: float, decision: Decision | None, claim: str | None) -> Vote:
+    """One frame's vote from its match (None: no one is enrolled, nothing to match against). In claim
+    mode the frame votes for the claimed person or MISMATCH; in identify mode for the person or UNKNOWN."""
+    if decision is None:
+        return Vote(ts, UNKNOWN, None)
+    if claim is not None:
+        return Vote(ts, claim if decision.accepted else MISMATCH, decision.distance)
+    return Vote(ts, decision.person if decision.accepted and decision.person else UNKNOWN, decision.distance)

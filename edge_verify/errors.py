@@ -4,9 +4,15 @@ from __future__ import annotations
 
 
 class EdgeVerifyError(Exception):
-    """Base class: its message is one line a user can act on."""
+    """Base class: its message is one line a user can act on. ``transient`` marks a fault that may pass
+    by itself (a locked database, a full disk, a missing camera): the daemon retries those with backoff
+    instead of exiting."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ImageError(EdgeVerifyError):
@@ -31,6 +37,10 @@ class GalleryError(EdgeVerifyError):
 
 class UnknownPersonError(GalleryError):
     """A name that is not enrolled."""
+
+
+class EmptyGalleryError(GalleryError):
+    """No one is enrolled yet: every face is unknown."""
 
 
 class ConfigError(EdgeVerifyError):

@@ -7,6 +7,7 @@ and finalised at each send (``delayed``, ``stale``). It never holds an image or 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -39,6 +40,14 @@ def parse_iso_utc(ts: str) -> float:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
+def _finite(x: float | None, digits: int) -> float | None:
+    """A rounded float, or None for None, NaN and inf (which JSON cannot carry)."""
+    if x is None:
+        return None
+    v = float(x)
+    return round(v, digits) if math.isfinite(v) else None
+
+
 def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None, model: str | None,
                latency_ms: dict[str, float], now: float) -> dict[str, Any]:
     """The event for ``verdict``, decided at Unix time ``now``; ``seq`` is set by the outbox."""
@@ -54,11 +63,11 @@ def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None
         "event_type": verdict.event_type,
         "mode": mode,
         "person": verdict.person,
-        "distance": None if verdict.distance is None else round(float(verdict.distance), 4),
-        "tau": None if tau is None else round(float(tau), 4),
+        "distance": _finite(verdict.distance, 4),
+        "tau": _finite(tau, 4),
         "frames": verdict.frames,
         "reason": verdict.reason[:200] if verdict.reason else None,
-        "latency_ms": {k: round(float(v), 2) for k, v in latency_ms.items()},
+        "latency_ms": {k: r for k, v in latency_ms.items() if (r := _finite(v, 2)) is not None},
         "model": model,
         "delayed": False,
         "stale": False,

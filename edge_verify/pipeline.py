@@ -15,7 +15,7 @@ import numpy as np
 from .align import align_face
 from .detect import Face, FaceDetector
 from .embed import Embedder
-from .errors import GalleryError, ImageError, NoFaceError, QualityError, UnknownPersonError
+from .errors import EmptyGalleryError, ImageError, ModelError, NoFaceError, QualityError, UnknownPersonError
 from .gallery import Gallery, default_state_dir
 from .imageio import read_image
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
@@ -24,6 +24,7 @@ from .quality import Quality, QualityThresholds, assess
 
 log = logging.getLogger(__name__)
 
+_EMPTY = "no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first"
 ImageLike = Union[str, "os.PathLike[str]", np.ndarray]
 
 
@@ -96,6 +97,23 @@ class FaceVerifier:
             self._gallery.close()
             self._gallery = None
 
+    def self_test(self) -> None:
+        """Encode a blank crop and run detection on a blank frame: the interpreter works and gives a
+        unit-length encoding (ModelError otherwise)."""
+        e = self.embedder
+        w, h = e.input_size
+        emb = e.embed(np.full((h, w, 3), 128, np.uint8))
+        norm = float(np.linalg.norm(emb))
+        if emb.shape != (e.embedding_size,) or not np.all(np.isfinite(emb)) or abs(norm - 1) > 0.05:
+            raise ModelError(f"model self-test failed: encoding of shape {emb.shape}, norm {norm:.3f}")
+        self.process(np.zeros((120, 160, 3), np.uint8))
+
+    def check_gallery(self) -> int:
+        """Open the gallery and refuse one enrolled with another model (GalleryError); returns how many
+        people are enrolled."""
+        self.gallery.check_model()
+        return len(self.gallery.people())
+
     # -- faces -----------------------------------------------------------------------------------------
     def process(self, image: ImageLike, only_ok: bool = False, max_faces: int | None = None,
                 detect_image: np.ndarray | None = None) -> FrameResult:
@@ -163,7 +181,7 @@ class FaceVerifier:
         """Decide for one encoding: verify against ``claim`` (1:1), or identify (1:N) without one."""
         m = self.gallery.matrix()
         if not m.names:
-            raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+            raise EmptyGalleryError(_EMPTY)
         if claim is not None:
             claim = claim.strip()
             if claim not in m.names:
@@ -177,12 +195,12 @@ class FaceVerifier:
         """1:1: is the main face of ``image`` the enrolled person ``claim``?"""
         if claim.strip() not in self.gallery:
             if not self.gallery.people():
-                raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+                raise EmptyGalleryError(_EMPTY)
             raise UnknownPersonError(f"{claim!r} is not enrolled")
         return self.match(self.encode_one(image), claim=claim)
 
     def identify(self, image: ImageLike, top_k: int = 1) -> Decision:
         """1:N: who is the main face of ``image``, if anyone enrolled?"""
         if not self.gallery.people():
-            raise GalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
+            raise EmptyGalleryError(_EMPTY)
         return self.match(self.encode_one(image), top_k=top_k)

@@ -6,8 +6,11 @@ Encodings and access events are biometric data: the directory is created 0700 an
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+from .errors import ConfigError
 
 
 def default_state_dir() -> Path:
@@ -25,3 +28,28 @@ def private_file(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def check_state_dir(path: Path) -> Path:
+    """Create the state directory if needed and return it; ConfigError when it cannot be used (transient
+    when the disk is full: that can pass)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # the gallery and outbox are biometric data
+    except OSError as e:
+        raise ConfigError(f"device.state_dir: cannot create {path}: {e.strerror}", transient=_transient(e)) from None
+    if not path.is_dir():
+        raise ConfigError(f"device.state_dir: not a directory: {path}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"device.state_dir: not writable: {path}")
+    probe = path / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"device.state_dir: not writable: {path}: {e.strerror}", transient=_transient(e)) from None
+    return path
+
+
+def _transient(e: OSError) -> bool:
+    """A full disk, a quota, an I/O error: faults that may pass."""
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EBUSY)

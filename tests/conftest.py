@@ -57,3 +57,61 @@ def verifier_factory() -> Iterator[object]:
     yield make
     for fv in made:
         fv.close()
+
+
+# -- a real mosquitto ---------------------------------------------------------------------------------
+def _mosquitto_missing() -> bool:
+    from tests.broker import find_mosquitto
+
+    return find_mosquitto() is None
+
+
+needs_broker = pytest.mark.skipif(_mosquitto_missing(), reason="mosquitto is not installed")
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[object]:
+    """A real mosquitto on a free loopback port, anonymous, no persistence."""
+    from tests.broker import Broker
+
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture()
+def pbroker(tmp_path: Path) -> Iterator[object]:
+    """A broker that keeps sessions across a kill once saved: a subscriber misses nothing."""
+    from tests.broker import Broker
+
+    b = Broker(tmp_path / "pbroker", persistent=True).start()
+    yield b
+    b.stop()
+
+
+# -- the daemon's scene -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def enrolled_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state directory whose gallery holds the first two photos of each of tests.visits.ENROLLED."""
+    from edge_verify.pipeline import FaceVerifier
+    from tests.visits import ENROLLED, MODEL, photos
+
+    state = tmp_path_factory.mktemp("gallery")
+    fv = FaceVerifier(model=MODEL, state_dir=state, num_threads=1)
+    for person in ENROLLED:
+        fv.enroll(person, photos(person)[:2])
+    fv.close()
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left() -> Iterator[None]:
+    """A failing test leaves no daemon process behind."""
+    yield
+    from tests.visits import DaemonProc
+
+    while DaemonProc.running:
+        d = DaemonProc.running.pop()
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)

@@ -48,6 +48,15 @@ def _load(tmp_path: Path, text: str) -> Config:
     ("[mqtt]\nca_file = '/etc/hostname'\n", "mqtt.tls: must be true"),
     ("camera = 3\n", "camera: must be a table"),
     ("[camera\n", "not valid TOML"),
+    ("[model]\ntau = nan\n", "model.tau: must be a finite number"),
+    ("[model]\ntau = inf\n", "model.tau: must be a finite number"),
+    ("[model]\ntau = 4.0\n", "model.tau: must be < 4.0"),
+    ("[model]\ntau = 0\n", "model.tau: must be > 0"),
+    ("[quality]\nmin_sharpness = nan\n", "quality.min_sharpness: must be a finite number"),
+    ("[quality]\nmin_score = nan\n", "quality.min_score: must be a finite number"),
+    ("[decision]\ncooldown_s = nan\n", "decision.cooldown_s: must be a finite number"),
+    ("[camera]\nfps = -inf\n", "camera.fps: must be a finite number"),
+    ("[outbox]\nstale_after_s = inf\n", "outbox.stale_after_s: must be a finite number"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -97,14 +106,47 @@ def test_password_from_file_or_credentials_directory(tmp_path: Path, monkeypatch
      ("[::1]:1884", ("::1", 1884)), ("[fe80::1]", ("fe80::1", None)), ("::1", ("::1", None))],
 )
 def test_broker_override_forms(text: str, want: tuple[str, int | None]) -> None:
-    from edge_verify.daemon import parse_broker
+    from edge_verify.cli_daemon import parse_broker
 
     assert parse_broker(text) == want
 
 
 @pytest.mark.parametrize("bad", ["host:port", "[::1", "[::1]x", ":1883"])
 def test_bad_broker_override(bad: str) -> None:
-    from edge_verify.daemon import parse_broker
+    from edge_verify.cli_daemon import parse_broker
 
     with pytest.raises(ConfigError, match="--broker"):
         parse_broker(bad)
+
+
+def test_every_float_key_refuses_nan_and_inf() -> None:
+    """NaN compares false with everything: it would silently switch off a threshold, a cooldown or the
+    replay pacing. Every float of every section refuses it, and inf."""
+    for section in dataclasses.fields(Config):
+        cls = type(getattr(Config(), section.name))
+        for f in dataclasses.fields(cls):
+            if getattr(Config(), section.name).__getattribute__(f.name).__class__ is float or f.name == "tau":
+                for bad in (float("nan"), float("inf"), float("-inf")):
+                    with pytest.raises(ConfigError, match="finite"):
+                        config.parse({section.name: {f.name: bad}})
+
+
+def test_enumerations_are_literal_types_and_the_cli_offers_them() -> None:
+    from typing import get_args
+
+    from edge_verify.cli import build_parser
+
+    assert get_args(config.CameraType) == config.CAMERA_TYPES and get_args(config.Mode) == config.MODES
+    parser = build_parser()
+    for camera in config.CAMERA_TYPES:
+        assert parser.parse_args(["run", "--camera", camera]).camera == camera
+    for mode in config.MODES:
+        assert parser.parse_args(["check-config", "--mode", mode]).mode == mode
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--camera", "webcam"])
+
+
+def test_quality_defaults_have_one_source() -> None:
+    from edge_verify.quality import QualityThresholds
+
+    assert config.QualityConfig().thresholds() == QualityThresholds()

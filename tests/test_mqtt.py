@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,11 @@ from edge_verify import config, events
 from edge_verify.decision import Verdict
 from edge_verify.mqtt import MqttLink
 from edge_verify.outbox import Outbox
-from tests.broker import Broker, find_mosquitto
+from tests.broker import Broker
+from tests.conftest import needs_broker
 from tests.mqtt_helpers import Subscriber
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture()
-def pbroker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker that keeps sessions across a kill once saved: the subscriber misses nothing."""
-    b = Broker(tmp_path / "pbroker", persistent=True).start()
-    yield b
-    b.stop()
+pytestmark = needs_broker
 
 
 def _cfg(b: Broker, **mqtt: Any) -> config.Config:
@@ -281,3 +266,139 @@ time.sleep(60)
     finally:
         proc.kill()
         proc.wait(10)
+
+
+# -- hostile input and faults (issue 12) -----------------------------------------------------------
+def _wait(pred: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def test_claim_parsing_refuses_hostile_payloads() -> None:
+    from edge_verify.claims import MAX_CLAIM_BYTES, ClaimError, parse_claim
+
+    assert parse_claim(b'{"person": "  alice ", "ttl_s": 300}', 30.0) == ("alice", 30.0)
+    assert parse_claim(b'{"person": "bob"}', 30.0) == ("bob", 10.0)
+    bad = [b"[" * 100_000, b'{"person": ' + b"[" * 1000 + b"]" * 1000 + b"}", b"[" * 1000,
+           b'{"person": "alice", "ttl_s": 1' + b"0" * 400 + b"}", b'{"person": "alice", "ttl_s": 1e999}',
+           b'{"person": "alice", "ttl_s": NaN}', b'{"person": "al\\nice"}', b'{"person": "a\\u0000"}',
+           b'{"person": ""}', b'{"person": "alice", "ttl_s": -1}', b'{"person": "alice", "ttl_s": true}',
+           b"\xff\xfe", b"null", b"[]", b'{"ttl_s": 3}']
+    for payload in bad:
+        with pytest.raises(ClaimError):
+            parse_claim(payload, 30.0)
+    assert len(b"[" * 100_000) > MAX_CLAIM_BYTES
+
+
+def test_hostile_claims_do_not_kill_the_link(broker: Broker, tmp_path: Path) -> None:
+    """Deep nesting, a 400-digit ttl, a retained claim and control characters in a name: each is refused
+    in one log line, and afterwards claims are still heard and events still acknowledged (more than
+    max_inflight of them, so PUBACKs must still be read)."""
+    sub = Subscriber(broker.host, broker.port, ["edge-verify/door1/event"])
+    sub.publish("edge-verify/door1/cmd/claim", '{"person": "mallory", "ttl_s": 30}', retain=True)
+    ob = Outbox(tmp_path / "o.sqlite3")
+    claims: list[tuple[str, float]] = []
+    link = MqttLink(_cfg(broker, max_inflight=2), ob, on_claim=lambda p, t: claims.append((p, t)),
+                    state=lambda: {})
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        assert _wait(lambda: link.claims_refused == 1)  # the retained claim came with the subscription
+        for payload in ('{"person": ' + "[" * 1000 + "]" * 1000 + "}", "[" * 50_000,
+                        '{"person": "alice", "ttl_s": 1' + "0" * 400 + "}", '{"person": "bob\nINFO forged"}'):
+            sub.publish("edge-verify/door1/cmd/claim", payload)
+        sub.publish("edge-verify/door1/cmd/claim", '{"person": "carol", "ttl_s": 5}')
+        assert _wait(lambda: claims == [("carol", 5.0)]), claims  # the retained "mallory" was ignored
+        assert link.healthy() and link.claims_refused == 5
+        seqs = [_add(ob, f"p{i}") for i in range(6)]
+        for s in seqs:
+            link.submit(s)
+        assert sub.wait(lambda: len(sub.on("edge-verify/door1/event")) == 6)
+        assert _wait(lambda: ob.count() == 0)
+    finally:
+        link.stop(2.0)
+        sub.close()
+        ob.close()
+
+
+def test_home_assistant_birth_floods_are_rate_limited(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker.host, broker.port, ["homeassistant/device/#"])
+    link = MqttLink(_cfg(broker), Outbox(tmp_path / "o.sqlite3"), state=lambda: {})
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        assert sub.wait(lambda: len(sub.on("homeassistant/device/door1/config")) == 1)
+        for _ in range(2000):
+            sub.client.publish("homeassistant/status", "online", qos=0)
+        time.sleep(3.0)
+        assert len(sub.on("homeassistant/device/door1/config")) <= 2  # not 2,000
+        assert link.healthy()
+    finally:
+        link.stop(1.0)
+        sub.close()
+
+
+def test_a_bad_outbox_row_is_quarantined_and_blocks_nothing(broker: Broker, tmp_path: Path) -> None:
+    """A row that can never be sent (NaN, as a tau = nan config once wrote, or unreadable JSON) is moved to
+    the quarantine table, reported, and the events behind it go out."""
+    import sqlite3
+
+    ob = Outbox(tmp_path / "o.sqlite3")
+    first = _add(ob, "alice")
+    db = sqlite3.connect(tmp_path / "o.sqlite3")
+    row = db.execute("SELECT payload FROM events WHERE seq=?", (first,)).fetchone()[0]
+    db.execute("UPDATE events SET payload=? WHERE seq=?", (row.replace('"tau":1.38', '"tau":NaN'), first))
+    db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (first + 1, "x-broken", time.time(), "{not json"))
+    db.commit()
+    db.close()
+    last = _add(ob, "bob")
+    quarantined: list[tuple[int, str]] = []
+    sub = Subscriber(broker.host, broker.port, ["edge-verify/door1/event"])
+    link = MqttLink(_cfg(broker), ob, state=lambda: {}, on_quarantine=lambda s, r: quarantined.append((s, r)))
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        link.submit(last)
+        assert sub.wait(lambda: len(sub.on("edge-verify/door1/event")) == 1)
+        assert [e["person"] for e in sub.json("edge-verify/door1/event")] == ["bob"]
+        assert sorted(s for s, _ in quarantined) == [first, first + 1]
+        assert _wait(lambda: ob.count() == 0) and ob.quarantined() == 2
+    finally:
+        link.stop(1.0)
+        sub.close()
+        ob.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_failures_say_why(tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong CA, a wrong host name, plain MQTT aimed at a TLS port and TLS aimed at a plain port each
+    give one log line that names the cause."""
+    import logging
+
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    other_ca, _, _ = _tls_files(tmp_path / "other")
+    tls = Broker(tmp_path / "tlsbroker", extra=f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n").start()
+    cases = [
+        ({"port": tls.port, "tls": True, "ca_file": str(other_ca)}, "certificate was refused"),
+        ({"host": "localhost", "port": tls.port, "tls": True, "ca_file": str(ca)}, "certificate was refused"),
+        ({"port": tls.port}, "closed the connection before answering CONNECT"),
+        ({"port": broker.port, "tls": True, "ca_file": str(ca)}, "TLS"),
+    ]
+    try:
+        for mqtt, expected in cases:
+            caplog.clear()
+            link = MqttLink(_cfg(tls, **mqtt), Outbox(tmp_path / f"o{len(mqtt)}.sqlite3"), state=lambda: {})
+            with caplog.at_level(logging.WARNING, logger="edge_verify.mqtt"):
+                link.start()
+                assert _wait(lambda lk=link: lk.last_error is not None, 15), mqtt
+                link.stop(0.0)
+            assert not link.connected
+            lines = [r.getMessage() for r in caplog.records]
+            assert any(expected in line for line in lines), (mqtt, lines)
+            assert all("\n" not in line for line in lines)
+    finally:
+        tls.stop()

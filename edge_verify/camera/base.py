@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,20 +74,33 @@ def release_capture(source: Any) -> None:
 class ReopeningSource:
     """Wraps a FrameSource: a failed open or read closes it and reopens it after an exponential backoff
     (``min_s`` doubling up to ``max_s``), a read slower than ``stall_s`` is logged as a stall.
-    ``status`` is ``starting``, ``ok``, ``stalled``, ``reopening`` or ``ended`` for the state topic."""
+    ``status`` is ``starting``, ``ok``, ``stalled``, ``reopening`` or ``ended`` for the state topic.
+
+    While it waits, ``on_wait`` is called about every ``wait_tick_s`` (the daemon feeds systemd's
+    watchdog and publishes its state: a missing camera is a state to report, not a hung process), and a
+    set ``stop`` event ends the wait at once. The same failure again and again is logged once."""
 
     def __init__(self, source: FrameSource, min_s: float = 0.5, max_s: float = 30.0, stall_s: float = 5.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None,
+                 wait_tick_s: float = 1.0) -> None:
         self.source, self.min_s, self.max_s, self.stall_s = source, min_s, max_s, stall_s
         self.stop = stop or threading.Event()
+        self.on_wait, self.wait_tick_s = on_wait, wait_tick_s
         self.status = "starting"
         self.failures = 0
         self.reopens = 0
+        self.last_error: str | None = None
         self._open = False
 
     def _backoff(self) -> None:
-        delay = min(self.max_s, self.min_s * 2 ** max(0, self.failures - 1))
-        self.stop.wait(delay)
+        deadline = time.monotonic() + min(self.max_s, self.min_s * 2 ** max(0, self.failures - 1))
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.on_wait is not None:
+                self.on_wait()
+            self.stop.wait(min(left, self.wait_tick_s))
 
     def read(self) -> Frame | None:
         """The next frame; None at the end of a finite source or when stopped."""
@@ -108,11 +122,16 @@ class ReopeningSource:
                     return None
                 self.status = "stalled" if took > self.stall_s else "ok"
                 self.failures = 0
+                self.last_error = None
                 return frame
             except CameraError as e:
                 self.failures += 1
                 self.status = "reopening"
-                log.warning("camera %s: %s; reopening (attempt %d)", self.source.name, e, self.failures)
+                if str(e) != self.last_error:
+                    log.warning("camera %s: %s; reopening (attempt %d)", self.source.name, e, self.failures)
+                else:
+                    log.debug("camera %s: %s; reopening (attempt %d)", self.source.name, e, self.failures)
+                self.last_error = str(e)
                 self.close()
                 self._backoff()
         return None

@@ -9,7 +9,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from .base import CameraError, Frame, FrameSource
+
+
+def i420_unpadded(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """picamera2's YUV420 array without its row padding: (height * 3/2, stride) bytes, where the stride
+    can be wider than ``width`` (each U and V row is stride/2 bytes, two per array row), back to a
+    packed I420 array of (height * 3/2, width) that OpenCV converts."""
+    stride = yuv.shape[1]
+    if stride == width:
+        return yuv
+    if stride < width or yuv.shape[0] < height * 3 // 2:
+        raise CameraError(f"lores YUV420 array {yuv.shape} is smaller than {width}x{height}")
+    y = yuv[:height, :width]
+    chroma = yuv[height:height + height // 2].reshape(height, stride // 2)  # U rows, then V rows
+    u = chroma[: height // 2, : width // 2].reshape(height // 4, width)
+    v = chroma[height // 2 :, : width // 2].reshape(height // 4, width)
+    return np.ascontiguousarray(np.concatenate([y, u, v]))
 
 
 class Picamera2Source(FrameSource):
@@ -50,7 +68,7 @@ class Picamera2Source(FrameSource):
                 meta = request.get_metadata()
         except Exception as e:
             raise CameraError(f"capture failed: {e}") from None
-        lores = cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR)
+        lores = cv2.cvtColor(i420_unpadded(yuv, *self.lores_size), cv2.COLOR_YUV420p2BGR)
         ts_ns = meta.get("SensorTimestamp")
         ts = ts_ns / 1e9 if ts_ns else time.monotonic()
         return self._frame(main[:, :, :3], ts, "picamera2", lores=lores)

@@ -58,16 +58,21 @@ class DirectorySource(_Paced):
         from ..errors import ImageError
         from ..imageio import read_image
 
+        skipped = 0
         while True:
             if self._pos >= len(self.files):
                 if self.at_end != "loop":
                     return None
+                self.open()  # the directory again: files may have come or gone (CameraError when none)
                 self._pos = 0
+            if skipped >= len(self.files):  # a whole pass without one readable image: back off
+                raise CameraError(f"no readable image in {self.path}")
             path = self.files[self._pos]
             self._pos += 1
             try:
                 image = read_image(path)
             except ImageError as e:
+                skipped += 1
                 log.warning("skipping %s: %s", path.name, e)
                 continue
             return self._frame(image, self._pace(), path.name)

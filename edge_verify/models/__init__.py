@@ -76,6 +76,21 @@ class Manifest:
         return None if far is None else float(far)
 
     @property
+    def loosest_tau(self) -> float:
+        """The largest tau of the calibrated operating points (the manifest's ``tau`` and any
+        ``operating_points``): a tau above it accepts more than any measured false-match rate."""
+        points = [self.tau] + [float(p["tau"]) for p in self.data.get("operating_points", [])
+                               if isinstance(p, dict) and "tau" in p]
+        return max(points)
+
+    def tau_warning(self, tau: float) -> str | None:
+        """A warning when ``tau`` is looser than every calibrated point, else None."""
+        if tau > self.loosest_tau:
+            return (f"tau {tau:.4f} is looser than the model's loosest calibrated point ({self.loosest_tau:.4f}): "
+                    "strangers will be accepted more often than any measured false-match rate")
+        return None
+
+    @property
     def embedding_size(self) -> int:
         return int(self.data.get("output", {}).get("embedding_size", 128))
 

@@ -1,0 +1,165 @@
+"""The command line of the daemon: ``edge-verify run`` and ``edge-verify check-config`` (arguments,
+overrides of the config file, and the check itself). The daemon proper is :mod:`edge_verify.daemon`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from . import config as config_mod
+from .config import AT_END, CAMERA_TYPES, MODES, TAU_MAX, Config
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML file (default: $CONFIGURATION_DIRECTORY/config.toml, "
+                   "else /etc/edge-verify/config.toml, else built-in defaults)")
+    g = p.add_argument_group("overrides of the config file")
+    g.add_argument("--source", help="camera.source: an image directory, a video file, a camera index, a URL")
+    g.add_argument("--camera", choices=CAMERA_TYPES, help="camera.type (default: guessed from --source)")
+    g.add_argument("--fps", type=finite_float, help="camera.fps")
+    g.add_argument("--at-end", choices=AT_END, help="camera.at_end for directory/video")
+    g.add_argument("--broker", metavar="HOST[:PORT]", help="mqtt.host and mqtt.port")
+    g.add_argument("--no-mqtt", action="store_true", help="mqtt.enabled = false (events stay in the outbox)")
+    g.add_argument("--device-id", help="device.id")
+    g.add_argument("--state-dir", help="device.state_dir (gallery and outbox)")
+    g.add_argument("--mode", choices=MODES, help="device.mode")
+    g.add_argument("--model", help="model.name: bundled encoder name or .tflite path")
+    g.add_argument("--tau", type=tau_value, help="model.tau")
+    g.add_argument("--threads", type=int, help="model.threads")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (nan and inf would switch off every comparison made with them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def tau_value(text: str) -> float:
+    """argparse type: a distance threshold, 0 < tau < 4 (squared L2 between unit vectors)."""
+    value = finite_float(text)
+    if not 0 < value < TAU_MAX:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < {TAU_MAX:g}, got {text!r}")
+    return value
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``edge-verify run``."""
+    _overrides(p)
+
+
+def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``edge-verify check-config``."""
+    _overrides(p)
+    p.add_argument("--json", action="store_true", help="print the effective configuration as JSON")
+    p.add_argument("--no-model", action="store_true", help="do not load the model to check it")
+    p.add_argument("--print-default", action="store_true",
+                   help="print the commented default configuration (a starting config.toml) and exit")
+
+
+def _guess_camera(source: str) -> str:
+    p = Path(source)
+    if p.is_dir():
+        return "directory"
+    if p.is_file():
+        return "video"
+    return "opencv"
+
+
+def parse_broker(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6addr]:port`` or a bare IPv6 address -> (host, port or None)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"--broker: expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a host name, or an IPv6 address without a port
+        host, port = text, ""
+    if not host:
+        raise ConfigError(f"--broker: no host in {text!r}")
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
+        raise ConfigError(f"--broker: port must be a number, got {port!r}")
+    return host, int(port) if port else None
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file with the command-line overrides applied."""
+    g = lambda name: getattr(args, name, None)  # noqa: E731
+    camera: dict[str, Any] = {"source": g("source"), "type": g("camera"), "fps": g("fps"),
+                              "at_end": g("at_end")}
+    if g("source") and not g("camera"):
+        camera["type"] = _guess_camera(str(g("source")))
+    mqtt: dict[str, Any] = {}
+    if g("broker"):
+        host, port = parse_broker(str(g("broker")))
+        mqtt["host"] = host
+        if port is not None:
+            mqtt["port"] = port
+    if g("no_mqtt"):
+        mqtt["enabled"] = False
+    overrides = {
+        "camera": camera,
+        "mqtt": mqtt,
+        "device": {"id": g("device_id"), "state_dir": g("state_dir"), "mode": g("mode")},
+        "model": {"name": g("model"), "tau": g("tau"), "threads": g("threads")},
+    }
+    return config_mod.load(g("config"), overrides)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration (and the model, password file, state directory); 0 when usable."""
+    if getattr(args, "print_default", False):
+        print(config_mod.default_config_text(), end="")
+        return 0
+    cfg = config_from_args(args)
+    cfg.password()  # readable when named
+    state = cfg.state_path
+    if state.exists() and not (state.is_dir() and os.access(state, os.W_OK | os.X_OK)):
+        raise ConfigError(f"device.state_dir: not a writable directory: {state}")
+    if not getattr(args, "no_model", False):
+        from .models import resolve_encoder
+
+        manifest = resolve_encoder(cfg.model.name or None)
+        tau = cfg.model.tau or manifest.tau
+        if warning := manifest.tau_warning(tau):
+            log.warning("%s", warning)
+        model = f"{manifest.name} ({manifest.sha256[:12]}), tau {tau}"
+    else:
+        model = cfg.model.name or "bundled default"
+    if getattr(args, "json", False):
+        out = cfg.to_dict()
+        out["effective"] = {"device_id": cfg.device_id, "state_dir": str(cfg.state_path),
+                            "client_id": cfg.client_id}
+        print(json.dumps(out, indent=2))
+    else:
+        m = cfg.mqtt
+        broker = f"{m.host}:{m.port}{' TLS' if m.tls else ''}" if m.enabled else "disabled"
+        print(f"config OK: device {cfg.device_id}, mode {cfg.device.mode}, camera {cfg.camera.type}"
+              f"{' ' + cfg.camera.source if cfg.camera.source else ''}, model {model}, broker {broker}, "
+              f"state {cfg.state_path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edge-verify run``."""
+    from .daemon import Daemon
+
+    cfg = config_from_args(args)
+    if not getattr(args, "debug", False) and cfg.log.level != "INFO":
+        logging.getLogger().setLevel(cfg.log.level)
+    return Daemon(cfg, reload=lambda: config_from_args(args)).run()

@@ -1,0 +1,131 @@
+"""The gate: one frame at a time, from faces to votes to decisions to events.
+
+:class:`Gate` asks the verifier for the faces of a frame and their match (1:N, or 1:1 against an active
+claim), turns each match into a vote (:func:`edge_verify.decision.vote_for`), lets the decision window
+decide, and hands each decision to the event sink. It keeps no thread and no I/O of its own beyond
+those two seams: the daemon owns the loop, the camera and the link.
+
+Fail-secure: any error while a frame is processed clears the window and gives an ``error`` decision,
+never ``granted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from .camera import Frame
+from .claims import ClaimInbox
+from .config import Config
+from .decision import DecisionWindow, Verdict, Vote, vote_for
+from .errors import EmptyGalleryError, UnknownPersonError
+from .eventsink import EventSink
+from .match import Decision
+
+log = logging.getLogger(__name__)
+
+
+class FrameVerifier(Protocol):
+    """What the daemon needs from :class:`edge_verify.pipeline.FaceVerifier`."""
+
+    tau: float
+
+    @property
+    def model_sha256(self) -> str: ...
+
+    def self_test(self) -> None: ...
+
+    def check_gallery(self) -> int: ...
+
+    def people(self) -> list[str]: ...
+
+    def process(self, image: Any, only_ok: bool = False, max_faces: int | None = None,
+                detect_image: np.ndarray | None = None) -> Any: ...
+
+    def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision: ...
+
+    def close(self) -> None: ...
+
+
+class Gate:
+    def __init__(self, cfg: Config, verifier: FrameVerifier, sink: EventSink, claims: ClaimInbox) -> None:
+        self.cfg, self.verifier, self.sink, self.claims = cfg, verifier, sink, claims
+        d = cfg.decision
+        self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode)
+        self._frame_mono = (0.0, time.monotonic())  # (last frame ts, monotonic then)
+
+    def emit(self, verdict: Verdict, latency: dict[str, float] | None = None) -> None:
+        self.sink.emit(verdict, latency or {}, tau=self.verifier.tau, model=self.verifier.model_sha256)
+
+    def now_ts(self) -> float:
+        """Now, on the frames' clock."""
+        ts, mono = self._frame_mono
+        return ts + (time.monotonic() - mono)
+
+    def _take_claims(self, ts: float) -> None:
+        """The newest claim received since the last frame starts now (on the frames' clock)."""
+        claim = self.claims.take()
+        if claim is None:
+            return
+        person, ttl = claim
+        if self.cfg.device.mode != "claim":
+            log.warning("claim for %r ignored: device.mode is identify", person)
+            return
+        previous = self.window.set_claim(person, ts, ttl)
+        if previous is not None:
+            self.emit(previous)
+
+    def tick(self) -> None:
+        """Time passes without a frame: claims start, an expired claim gives ``denied``."""
+        now = self.now_ts()
+        self._take_claims(now)
+        verdict = self.window.tick(now)
+        if verdict is not None:
+            self.emit(verdict)
+
+    def handle(self, frame: Frame) -> dict[str, float]:
+        """One frame: claims, detection, match, vote; an event when the window decides. Returns the time
+        each stage took (ms, ``total`` included)."""
+        self._frame_mono = (frame.ts, time.monotonic())
+        self._take_claims(frame.ts)
+        t0 = time.perf_counter()
+        latency: dict[str, float] = {}
+        try:
+            verdict = self._decide(frame, latency)
+        except Exception as e:
+            log.exception("frame %s: processing failed", frame.name)
+            verdict = self.window.error(frame.ts, f"{type(e).__name__}: {e}")
+        latency["total"] = (time.perf_counter() - t0) * 1000
+        if verdict is not None:
+            self.emit(verdict, latency)
+        return latency
+
+    def _decide(self, frame: Frame, latency: dict[str, float]) -> Verdict | None:
+        claim = self.window.claim.person if self.window.claim is not None else None
+        if self.cfg.device.mode == "claim" and claim is None:
+            return None  # nothing to verify against: no work until a claim arrives
+        q = self.cfg.quality
+        result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=q.max_faces,
+                                       detect_image=frame.lores)
+        latency.update(result.timings_ms)
+        faces = [f for f in result.faces if f.embedding is not None]
+        if not faces:
+            return self.window.observe(Vote(frame.ts, None))
+        t = time.perf_counter()
+        decision: Decision | None
+        try:
+            decision = self.verifier.match(faces[0].embedding, claim=claim)
+        except UnknownPersonError:
+            self.window.claim = None
+            return Verdict("denied", claim, None, 0, "unknown_person")
+        except EmptyGalleryError:
+            if claim is not None:
+                raise
+            decision = None  # no one enrolled: every face is unknown
+        latency["match"] = (time.perf_counter() - t) * 1000
+        vote = vote_for(frame.ts, decision, claim)
+        log.debug("frame %s: %r d=%s", frame.name, vote.label, vote.distance)
+        return self.window.observe(vote)
