@@ -83,6 +83,38 @@ def test_video_file_and_synthetic_sources(tmp_path: Path) -> None:
 
 
 # -- picamera2, behind a fake module with the real library's interface ---------------------------------
+LORES_STRIDE_PAD = 64  # libcamera pads lores rows to its alignment: picamera2 hands the padding over
+
+
+def pad_i420(i420: np.ndarray, width: int, height: int, pad: int) -> np.ndarray:
+    """A packed I420 image laid out as picamera2 gives it when rows carry ``pad`` bytes of padding:
+    (height * 3/2, width + pad), each U and V row (stride / 2 bytes) two to an array row."""
+    stride = width + pad
+    y = np.full((height, stride), 7, np.uint8)
+    y[:, :width] = i420[:height]
+    u = np.full((height // 2, stride // 2), 7, np.uint8)
+    v = np.full((height // 2, stride // 2), 7, np.uint8)
+    u[:, : width // 2] = i420[height:height + height // 4].reshape(height // 2, width // 2)
+    v[:, : width // 2] = i420[height + height // 4:].reshape(height // 2, width // 2)
+    return np.concatenate([y, u.reshape(height // 4, stride), v.reshape(height // 4, stride)])
+
+
+def test_picamera2_lores_stride_padding_is_cropped() -> None:
+    import cv2
+
+    from edge_verify.camera.picamera import i420_unpadded
+    from edge_verify.imageio import read_image
+
+    img = cv2.resize(read_image(photos("Jean_Chretien")[0]), (640, 360))
+    i420 = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420)
+    padded = pad_i420(i420, 640, 360, LORES_STRIDE_PAD)
+    assert padded.shape == (540, 704)
+    assert np.array_equal(i420_unpadded(padded, 640, 360), i420)
+    assert i420_unpadded(i420, 640, 360) is i420  # no padding: nothing to do
+    bgr = cv2.cvtColor(i420_unpadded(padded, 640, 360), cv2.COLOR_YUV420p2BGR)
+    assert bgr.shape == (360, 640, 3)
+
+
 class FakeRequest:
     def __init__(self, main: np.ndarray, lores_yuv: np.ndarray, ts_ns: int) -> None:
         self.arrays = {"main": main, "lores": lores_yuv}
@@ -146,7 +178,8 @@ class FakePicamera2:
             side = mh * 2 // 3
             y, x = (mh - side) // 2, (mw - side) // 2
             main[y:y + side, x:x + side] = cv2.resize(img, (side, side))
-            lores = cv2.cvtColor(cv2.resize(main, (lw, lh)), cv2.COLOR_BGR2YUV_I420)
+            lores = pad_i420(cv2.cvtColor(cv2.resize(main, (lw, lh)), cv2.COLOR_BGR2YUV_I420), lw, lh,
+                             LORES_STRIDE_PAD)
             yield FakeRequest(main, lores, self.i * 50_000_000)
 
         return cm()
@@ -231,3 +264,34 @@ def test_stalls_and_failures_are_visible(caplog: pytest.LogCaptureFixture) -> No
     assert "camera flaky: no frame from /dev/video0; reopening (attempt 1)" in warnings
     assert not any("attempt 2" in w for w in warnings)  # the same failure again is logged once
     assert "camera flaky stalled for" in caplog.text and "reopened after 2 failures" in caplog.text
+
+
+def test_an_emptied_directory_in_loop_backs_off_quietly_and_stops(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """camera.at_end = loop, and every image goes away: no busy loop, one warning, stoppable at once."""
+    import logging
+
+    from edge_verify.camera import ReopeningSource
+    from edge_verify.camera.replay import DirectorySource
+
+    cam = make_visits(tmp_path / "cam", VISITS[:1], blanks=0)
+    stop = threading.Event()
+    src = ReopeningSource(DirectorySource(cam, fps=1000.0, at_end="loop"), min_s=0.05, max_s=0.2, stop=stop)
+    assert src.read() is not None
+    for f in cam.iterdir():
+        f.unlink()
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(src.read()))
+    with caplog.at_level(logging.DEBUG, logger="edge_verify.camera"):
+        t0 = time.process_time()
+        t.start()
+        time.sleep(1.5)
+        cpu = time.process_time() - t0
+        stop.set()
+        t.join(2.0)
+    assert not t.is_alive() and got == [None]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("reopening" in w for w in warnings) == 1, warnings  # the same failure is said once
+    assert len(warnings) <= FRAMES_PER_VISIT + 1, warnings  # and each vanished file once
+    assert len(caplog.records) < 50  # not 22,000 lines a second
+    assert cpu < 1.0  # it waited; it did not spin

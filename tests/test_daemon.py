@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from tests.visits import (
     copy_state,
     make_visits,
     needs_model,
+    photos,
     write_config,
 )
 
@@ -233,3 +236,49 @@ def test_claim_mode_notify_and_sigterm(broker: Broker, enrolled_state: Path, tmp
     sub.close()
 
 
+
+
+# -- what can never work, and signals -----------------------------------------------------------------
+@needs_model
+def test_a_gallery_of_another_model_is_refused_at_start(enrolled_state: Path, tmp_path: Path) -> None:
+    """As the CLI does: exit 2 with the same message, not a daemon that calls everyone unknown."""
+    state = copy_state(enrolled_state, tmp_path / "state")
+    db = sqlite3.connect(state / "gallery.sqlite3")
+    db.execute("UPDATE templates SET model_sha256 = ?", ("f" * 64,))
+    db.commit()
+    db.close()
+    d = DaemonProc("run", "--camera", "synthetic", "--no-mqtt", "--state-dir", str(state))
+    assert d.wait(120) == 2, d.log
+    assert "enrolled with another model" in d.log and "Traceback" not in d.log
+    cli = subprocess.run([sys.executable, "-m", "edge_verify", "identify", str(photos("Tony_Blair")[0]),
+                          "--state-dir", str(state)], capture_output=True, text=True)
+    assert cli.returncode == 2
+    daemon_msg = next(line for line in d.lines if "another model" in line)
+    assert cli.stderr.strip().split("error: ", 1)[1] == daemon_msg.split("error: ", 1)[1]
+
+
+@pytest.mark.slow
+@needs_model
+def test_signals_reload_report_and_stop_cleanly(enrolled_state: Path, tmp_path: Path) -> None:
+    """SIGUSR1 logs the state, SIGHUP reloads the config (refusing a broken one and keeping the running
+    one), SIGQUIT stops cleanly (exit 0, outbox closed)."""
+    state = copy_state(enrolled_state, tmp_path / "state")
+    cam = make_visits(tmp_path / "cam", VISITS[:1], blanks=2)
+    cfg = write_config(tmp_path / "c.toml", state, cam, free_port(), at_end="wait")
+    cfg.write_text(cfg.read_text().replace("[mqtt]\n", "[mqtt]\nenabled = false\n"))
+    d = DaemonProc("run", "--config", str(cfg))
+    assert d.wait_log("end of input", 120), d.log
+    d.proc.send_signal(signal.SIGUSR1)
+    assert d.wait_log("SIGUSR1: state", 10), d.log
+    good = cfg.read_text()
+    cfg.write_text(good.replace("k = 3", "k = 9"))  # k > n: a config that can never work
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.wait_log("reload refused, the running configuration stays: decision.k", 10), d.log
+    assert d.proc.poll() is None
+    cfg.write_text(good.replace("k = 3", "k = 2"))
+    d.proc.send_signal(signal.SIGHUP)
+    assert d.wait_log("configuration reloaded", 10), d.log
+    assert d.wait_log("end of input", 60)
+    d.proc.send_signal(signal.SIGQUIT)
+    assert d.wait(60) == 0, d.log
+    assert "SIGQUIT: stopping" in d.log and "stopped after" in d.log and "Traceback" not in d.log
