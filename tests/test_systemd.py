@@ -40,6 +40,7 @@ def test_unit_has_what_the_daemon_needs() -> None:
     s = _settings()
     assert s["Type"] == ["notify"] and s["Restart"] == ["on-failure"]
     assert int(s["WatchdogSec"][0]) >= 30
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # the daemon reloads its config on SIGHUP
     assert s["StateDirectory"] == ["edge-verify"] and s["ConfigurationDirectory"] == ["edge-verify"]
     assert s["LoadCredential"][0].startswith("mqtt-password:")
     assert s["SupplementaryGroups"] == ["video"] and s["User"] == ["edge-verify"]
