@@ -1,14 +1,25 @@
 """Read the image formats people enrol from, with a clear reason when that fails.
 
-JPEG, PNG, BMP, PGM/PPM, WebP and GIF (first frame) are decoded by OpenCV. The header is read first,
-so that an image too large to decode safely is refused before any memory is spent on it, and a
-truncated JPEG or PNG (which OpenCV would half-decode with a warning) is refused too.
+JPEG, PNG, BMP, PGM/PPM, WebP and GIF (first frame) are decoded by OpenCV. Only regular files are
+read (a named pipe or a link to ``/dev/zero`` is refused without reading), and at most
+``MAX_FILE_BYTES``. The header is read first, so that an image too large to decode safely is refused
+before any memory is spent on it, and a truncated JPEG or PNG is refused too. Of a GIF only the first
+frame reaches the decoder. What the C decoders print (libjpeg's "Corrupt JPEG data", libpng's
+warnings, OpenCV's ``[ WARN ]``/``[ERROR]`` lines) is captured instead of reaching stderr; a JPEG that
+libjpeg reports as corrupt (it fills the missing part with grey) is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import stat
 import struct
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -16,9 +27,15 @@ import numpy as np
 
 from .errors import ImageError
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif"})
 MIN_SIDE = 16
 MAX_PIXELS = 50_000_000  # 50 MP: larger than any camera people enrol from; 20000x20000 is refused
+MAX_FILE_BYTES = 4 * MAX_PIXELS + (1 << 20)  # a 50 MP uncompressed 32-bit BMP, plus headers: ~201 MB
+
+if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own [ WARN ] lines break the one-line rule
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -89,9 +106,131 @@ def _truncated(fmt: str, data: bytes) -> bool:
     return False
 
 
-def _decode_gif(data: bytes) -> np.ndarray | None:
-    ok, frames = cv2.imdecodemulti(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return frames[0] if ok and frames else None
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while data[pos]:
+        pos += 1 + data[pos]
+    return pos + 1
+
+
+def gif_first_frame(data: bytes) -> tuple[bytes, int, tuple[int, int]]:
+    """A GIF cut after its first image (the trailer re-added), the number of images of the whole file,
+    and the canvas the first image needs (screen and image descriptor together), without decoding.
+
+    Raises IndexError when the block structure runs past the end (truncated) and ValueError when it
+    is damaged."""
+    width, height, packed = struct.unpack("<HHB", data[6:11])
+    pos = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+    frames, end = 0, 0
+    canvas = (width, height)
+    while True:
+        block = data[pos]
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C:  # image: descriptor, local colour table, LZW code size, sub-blocks
+            left, top, w, h, flags = struct.unpack("<HHHHB", data[pos + 1 : pos + 10])
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = _skip_sub_blocks(data, pos + 1)
+            frames += 1
+            if frames == 1:
+                end = pos
+                canvas = (max(width, left + w), max(height, top + h))
+        elif block == 0x3B:  # trailer
+            break
+        else:
+            raise ValueError(f"unknown GIF block 0x{block:02x}")
+    if not frames:
+        raise ValueError("no image in the GIF")
+    return data[:end] + b";", frames, canvas
+
+
+# -- what the C decoders print -------------------------------------------------------------------------
+
+_capture_lock = threading.Lock()
+_sink: tuple[int, int] | None = None  # (pid, fd): a forked child makes its own
+_OUR_LINES = re.compile(r"^(<\d>|\d{4}-\d\d-\d\d[ T]|edge-verify: |Traceback |  File )")
+_CORRUPT = re.compile(r"corrupt|premature end|huffman|invalid sos|inconsistent progression|must resync|"
+                      r"found marker|bogus", re.IGNORECASE)
+_OPENCV_REASON = re.compile(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function .*)?$")
+
+
+def _capture_sink() -> int | None:
+    global _sink
+    if _sink is None or _sink[0] != os.getpid():
+        try:
+            fd = os.memfd_create("edge-verify-decoder", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            import tempfile
+
+            try:
+                with tempfile.TemporaryFile() as f:
+                    fd = os.dup(f.fileno())
+            except OSError:
+                return None
+        _sink = (os.getpid(), fd)
+    return _sink[1]
+
+
+@contextmanager
+def decoder_messages() -> Iterator[list[str]]:
+    """Collect what C libraries print on file descriptor 2 while the block runs (one decode), instead
+    of letting it reach stderr. Lines of our own logging (another thread) are passed on to stderr."""
+    messages: list[str] = []
+    with _capture_lock:
+        sink = _capture_sink()
+        try:
+            saved = os.dup(2) if sink is not None else -1
+        except OSError:  # no stderr at all
+            saved = -1
+        if saved < 0 or sink is None:
+            yield messages
+            return
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        os.lseek(sink, 0, os.SEEK_SET)
+        os.ftruncate(sink, 0)
+        os.dup2(sink, 2)
+        try:
+            yield messages
+        finally:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.lseek(sink, 0, os.SEEK_END)
+            os.lseek(sink, 0, os.SEEK_SET)
+            text = os.read(sink, min(size, 1 << 16)).decode("utf-8", "replace")
+            ours = [line for line in text.splitlines() if _OUR_LINES.match(line)]
+            if ours:
+                os.write(2, ("\n".join(ours) + "\n").encode())
+            messages.extend(line.strip() for line in text.splitlines() if line.strip() and line not in ours)
+
+
+def _reason(line: str) -> str:
+    found = _OPENCV_REASON.search(line)
+    text = found.group(1) if found else line
+    for prefix in ("libpng error: ", "libpng warning: "):
+        text = text.removeprefix(prefix)
+    return text.strip().rstrip(".")
+
+
+def _decode(data: bytes, fmt: str, name: str) -> np.ndarray:
+    buf = np.frombuffer(data, np.uint8)
+    with decoder_messages() as messages:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    for line in messages:
+        log.debug("%s: decoder: %s", name, line)
+    if image is None:
+        detail = f" ({_reason(messages[-1])})" if messages else ""
+        raise ImageError(f"{name}: {fmt.upper()} data could not be decoded{detail}: the file is damaged")
+    corrupt = [m for m in messages if _CORRUPT.search(m)]
+    if corrupt:
+        raise ImageError(f"{name}: {fmt.upper()} data is corrupt ({_reason(corrupt[0])}); the decoder would "
+                         "fill the missing part with grey: use an undamaged photo")
+    return image
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
@@ -103,6 +242,13 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: not an image (JPEG, PNG, BMP, PGM, WebP or GIF)")
     if size is None:
         raise ImageError(f"{name}: {fmt.upper()} header is damaged or truncated")
+    if fmt == "gif":  # only the first frame is decoded: pixels x frames decoded = the first frame's canvas
+        try:
+            data, _, size = gif_first_frame(data)
+        except (IndexError, struct.error):
+            raise ImageError(f"{name}: GIF file is truncated") from None
+        except ValueError as exc:
+            raise ImageError(f"{name}: GIF data is damaged ({exc})") from None
     w, h = size
     if min(w, h) < MIN_SIDE:
         raise ImageError(f"{name}: image is {w}x{h} pixels, too small for a face (min {MIN_SIDE} px a side)")
@@ -110,10 +256,7 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: image is {w}x{h} pixels, larger than the {MAX_PIXELS // 1_000_000} MP limit")
     if _truncated(fmt, data):
         raise ImageError(f"{name}: {fmt.upper()} file is truncated")
-    buf = np.frombuffer(data, np.uint8)
-    image = _decode_gif(data) if fmt == "gif" else cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(f"{name}: {fmt.upper()} data could not be decoded (damaged file?)")
+    image = _decode(data, fmt, name)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
@@ -121,15 +264,60 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 BGR, or raise ImageError with the reason."""
+# -- files ---------------------------------------------------------------------------------------------
+
+_NOT_REGULAR = ((stat.S_ISDIR, "is a directory, not an image"), (stat.S_ISFIFO, "is a named pipe (FIFO)"),
+                (stat.S_ISCHR, "is a character device"), (stat.S_ISBLK, "is a block device"),
+                (stat.S_ISSOCK, "is a socket"))
+
+
+def _check_regular(p: Path, st: os.stat_result) -> None:
+    if stat.S_ISREG(st.st_mode):
+        return
+    what = next((text for test, text in _NOT_REGULAR if test(st.st_mode)), "is not a regular file")
+    if what.startswith("is a directory"):
+        raise ImageError(f"{p}: {what}")
+    target = f" ({os.path.realpath(p)})" if p.is_symlink() else ""
+    raise ImageError(f"{p}: {what}{target}, not an image file: only regular files are read")
+
+
+def read_file_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``limit``, or ImageError with a one-line reason.
+
+    Never blocks and never reads without end: the path is checked before it is opened, then opened
+    non-blocking and checked again (``fstat``), so a FIFO, a device (a link to ``/dev/zero``) or a
+    socket is refused without reading, and a file larger than ``limit`` is refused."""
     p = Path(path)
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
+        _check_regular(p, os.stat(p))
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
         raise ImageError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{p}: is a directory, not an image") from None
     except OSError as exc:
         raise ImageError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    return decode_image(data, str(p))
+    try:
+        st = os.fstat(fd)
+        _check_regular(p, st)
+        too_big = ImageError(f"{p}: file is larger than the {limit // 1_000_000} MB limit for an image")
+        if st.st_size > limit:
+            raise too_big
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise too_big
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 BGR, or raise ImageError with the reason."""
+    return decode_image(read_file_bytes(path), str(Path(path)))
