@@ -15,12 +15,21 @@ import numpy as np
 from .align import align_face
 from .detect import Face, FaceDetector
 from .embed import Embedder
-from .errors import EmptyGalleryError, ImageError, ModelError, NoFaceError, QualityError, UnknownPersonError
+from .errors import (
+    ConfigError,
+    EmptyGalleryError,
+    ImageError,
+    ModelError,
+    NoFaceError,
+    QualityError,
+    UnknownPersonError,
+)
 from .gallery import Gallery, default_state_dir
 from .imageio import read_image
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
 from .models import Manifest, resolve_encoder
 from .quality import Quality, QualityThresholds, assess
+from .validate import check_tau, tau_warning
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,17 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def _checked_tau(tau: float, manifest: Manifest) -> float:
+    try:
+        value = check_tau(tau)
+    except ValueError as exc:
+        raise ConfigError(f"tau {exc}") from None
+    warning = tau_warning(value, manifest.tau, manifest.tau_far)
+    if warning:
+        log.warning("%s", warning)
+    return value
+
+
 def _name(image: ImageLike) -> str:
     return "image" if isinstance(image, np.ndarray) else str(image)
 
@@ -77,7 +97,7 @@ class FaceVerifier:
         self.manifest: Manifest = resolve_encoder(model)
         self.embedder = Embedder(self.manifest.model_path, num_threads)
         self.detector = detector or FaceDetector()
-        self.tau = float(tau) if tau is not None else self.manifest.tau
+        self.tau = self.manifest.tau if tau is None else _checked_tau(tau, self.manifest)
         self.quality_limits = quality or QualityThresholds()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self._gallery: Gallery | None = None

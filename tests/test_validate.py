@@ -1,0 +1,59 @@
+"""tau from users: one check for the CLI and the config (finite, 0 < tau < 4), and a warning when it
+is looser than the model was calibrated for."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from edge_verify.cli import main
+from edge_verify.errors import ConfigError
+from edge_verify.validate import check_tau, finite_float, tau_warning
+
+from .conftest import lfw_photo
+
+
+@pytest.mark.parametrize("bad", ["100", "4", "0", "-1", "nan", "NaN", "inf", "-inf", "1e400", "abc", "", True, None])
+def test_bad_tau_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"must be|expected a number") as err:
+        check_tau(bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("good", "value"), [("0.9", 0.9), (1.356489, 1.356489), (" 2 ", 2.0), (3.99, 3.99)])
+def test_good_tau_is_kept(good: object, value: float) -> None:
+    assert check_tau(good) == value
+
+
+def test_finite_float() -> None:
+    assert finite_float("1e3") == 1000.0
+    with pytest.raises(ValueError, match="finite"):
+        finite_float(float("nan"))
+
+
+def test_looser_tau_warns() -> None:
+    assert tau_warning(1.0, 1.356) is None and tau_warning(1.356, 1.356) is None
+    text = tau_warning(2.0, 1.356, 0.001)
+    assert text is not None and "looser than the model's loosest calibrated point, tau 1.356" in text
+    assert "0.001" in text
+
+
+@pytest.mark.parametrize("bad", ["100", "inf", "nan", "-0.5"])
+def test_cli_refuses_bad_tau(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["verify", "--claim", "x", str(lfw_photo("Tony_Blair", 18)), "--tau", bad,
+              "--state-dir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "argument --tau:" in capsys.readouterr().err
+
+
+def test_verifier_refuses_nan_and_warns_when_looser(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge_verify.pipeline import FaceVerifier
+
+    with pytest.raises(ConfigError, match="tau must be a finite number"):
+        FaceVerifier(state_dir=tmp_path, tau=float("nan"))
+    with caplog.at_level(logging.WARNING):
+        fv = FaceVerifier(state_dir=tmp_path, tau=2.0)
+    assert fv.tau == 2.0 and "looser than the model's loosest calibrated point" in caplog.text
