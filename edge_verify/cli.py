@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EdgeVerifyError, ImageError, NoFaceError, QualityError
+from .errors import EdgeVerifyError, EnrolmentError, ImageError, NoFaceError, QualityError
 
 log = logging.getLogger("edge_verify")
 
@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enroll", help="enrol a person from one or more photos")
     p.add_argument("name")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--force", action="store_true", help="enrol even when the quality gate refuses a face")
+    p.add_argument("--force", action="store_true",
+                   help="enrol even when the quality gate refuses a face or the photos look like different people")
     _common(p)
 
     p = sub.add_parser("verify", help="1:1: is the face in IMAGE the claimed person? (exit 0 yes, 1 no)")
@@ -97,19 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _verifier(args: argparse.Namespace) -> Any:
+def _verifier(args: argparse.Namespace, create_gallery: bool = False) -> Any:
+    """A FaceVerifier; only enrolment creates a gallery (a mistyped --state-dir must not make one)."""
     from .pipeline import FaceVerifier
 
-    return FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads)
+    return FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
+                        create_gallery=create_gallery)
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    fv = _verifier(args)
+    fv = _verifier(args, create_gallery=True)
     try:
-        n = fv.enroll(args.name, args.images, require_quality=not args.force)
+        n = fv.enroll(args.name, args.images, require_quality=not args.force, check_identity=not args.force)
     except QualityError as exc:
         raise QualityError(f"{exc} (nothing enrolled; --force enrols it anyway)") from None
-    print(f"enrolled {args.name.strip()!r}: {n} template{'s' * (n != 1)} added")
+    except EnrolmentError as exc:
+        raise EnrolmentError(f"{exc} (--force enrols them anyway)") from None
+    name = fv.gallery.resolve(args.name) or args.name.strip()
+    print(f"enrolled {name!r}: {n} template{'s' * (n != 1)} added")
     return EXIT_OK
 
 
@@ -140,7 +146,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"path": path, **d.to_dict()}))
         else:
-            who = d.person if d.accepted else "unknown"
+            who = d.person if d.accepted else "unknown" + (f" ({d.reason})" if d.reason else "")
             near = ", ".join(f"{p} {dist:.3f}" for p, dist in d.candidates)
             print(f"{path}: {who} (nearest: {near}; tau {d.tau:.3f})")
     return status
@@ -166,10 +172,11 @@ def cmd_people(args: argparse.Namespace) -> int:
     from .gallery import Gallery, default_state_dir
     from .models import resolve_encoder
 
-    gallery = Gallery(args.state_dir or default_state_dir(), resolve_encoder(args.model).sha256)
+    gallery = Gallery(args.state_dir or default_state_dir(), resolve_encoder(args.model).sha256, create=False)
     if args.action == "forget":
+        name = gallery.resolve(args.name) or args.name.strip()
         n = gallery.forget(args.name)
-        print(f"forgot {args.name.strip()!r} ({n} template{'s' * (n != 1)})")
+        print(f"forgot {name!r} ({n} template{'s' * (n != 1)})")
         return EXIT_OK
     people = gallery.people()
     if args.json:

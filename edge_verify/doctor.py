@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __version__
-from .errors import EdgeVerifyError
+from .errors import EdgeVerifyError, NoGalleryError
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -56,7 +56,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     try:
         from .pipeline import FaceVerifier
 
-        fv = FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads)
+        fv = FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
+                          create_gallery=False)
         t0 = time.perf_counter()
         a = fv.encode_one(SAMPLES / "tiger_woods_0002.jpg")
         b = fv.encode_one(SAMPLES / "tiger_woods_0003.jpg")
@@ -68,8 +69,10 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"self-test {'passed' if passed else 'FAILED'}: model {fv.manifest.name} (sha256 "
               f"{fv.model_sha256[:12]}..., {fv.embedder.interpreter}, {fv.embedder.num_threads} threads): "
               f"same person d={same:.3f}, different people d={other:.3f}, tau={fv.tau:.3f}, {ms:.1f} ms/photo")
-        people = fv.people()
-        print(f"gallery: {fv.gallery.path}: {len(people)} people")
+        try:
+            print(f"gallery: {fv.gallery.path}: {len(fv.people())} people")
+        except NoGalleryError as exc:
+            print(f"gallery: {exc}")
     except EdgeVerifyError as exc:
         print(f"self-test FAILED: {exc}")
         ok = False

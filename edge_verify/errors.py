@@ -43,5 +43,24 @@ class EmptyGalleryError(GalleryError):
     """No one is enrolled yet: every face is unknown."""
 
 
+class NoGalleryError(GalleryError):
+    """A command that only reads the gallery found none (it never creates one)."""
+
+
+class GalleryBusyError(GalleryError):
+    """The gallery is locked by another process (SQLITE_BUSY): transient, try again; nothing is lost."""
+
+    def __init__(self, message: str = "", *, transient: bool = True) -> None:
+        super().__init__(message, transient=transient)
+
+
+class EnrolmentError(GalleryError):
+    """The photos of one enrolment are not of one person (nothing was enrolled)."""
+
+
+class StateError(EdgeVerifyError):
+    """The state directory or a file in it is not private and cannot be made so, or is not a file."""
+
+
 class ConfigError(EdgeVerifyError):
     """A configuration file or value is wrong."""

@@ -2,11 +2,15 @@
 
 Several templates per person. Each template records the sha256 of the model that made it; encodings
 of another model are meaningless, so such a gallery is refused with a message to re-enrol. Writes
-are transactions (atomic); the file is created mode 0600 in a 0700 state directory.
+are transactions (atomic); the file is created mode 0600 in a 0700 state directory, and deleted
+rows are overwritten (``secure_delete``), so that ``forget`` really erases. Names that differ only in
+case or Unicode normalisation are one name: each person has a key (NFC, case-folded) beside the name
+as first written. Commands that only read never create a gallery (``create=False``).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import unicodedata
@@ -17,18 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GalleryError, UnknownPersonError
+from .errors import GalleryBusyError, GalleryError, NoGalleryError, UnknownPersonError
 from .match import from_int8, to_int8
 from .statedir import default_state_dir, private_file
 
-__all__ = ["Gallery", "GalleryMatrix", "Person", "check_name", "default_state_dir"]
+__all__ = ["Gallery", "GalleryMatrix", "Person", "check_name", "default_state_dir", "name_key"]
+
+log = logging.getLogger(__name__)
 
 GALLERY_FILE = "gallery.sqlite3"
 MAX_NAME = 64
+BUSY_TIMEOUT_S = 10.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL);
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL, key TEXT);
 CREATE TABLE IF NOT EXISTS templates (
     id INTEGER PRIMARY KEY,
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
@@ -40,8 +47,8 @@ CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
 
 
 def check_name(name: str) -> str:
-    """A person's name as stored: trimmed, 1 to 64 printable characters."""
-    clean = name.strip()
+    """A person's name as stored: trimmed, NFC-normalised, 1 to 64 printable characters."""
+    clean = unicodedata.normalize("NFC", name.strip())
     if not clean:
         raise GalleryError("a person's name cannot be empty")
     if len(clean) > MAX_NAME:
@@ -49,6 +56,11 @@ def check_name(name: str) -> str:
     if any(unicodedata.category(ch).startswith("C") for ch in clean):
         raise GalleryError(f"name {clean!r} contains control characters")
     return clean
+
+
+def name_key(name: str) -> str:
+    """The key under which a name is unique: NFC and case-folded ("Zoë", "ZOË" and "zoe\u0308" are one)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name.strip()).casefold())
 
 
 @dataclass(frozen=True)
@@ -66,37 +78,94 @@ class GalleryMatrix:
     owner: np.ndarray  # (N,) index into names, one per template
     vectors: np.ndarray  # (N, D) float32, unit length
 
+    def index(self, name: str) -> int | None:
+        """The index of an enrolled name: the name as written, else the same key; None when absent."""
+        clean = unicodedata.normalize("NFC", name.strip())
+        if clean in self.names:
+            return self.names.index(clean)
+        key = name_key(clean)
+        return next((i for i, n in enumerate(self.names) if name_key(n) == key), None)
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Gallery:
-    """The SQLite gallery in a state directory, bound to one model (by sha256)."""
+    """The SQLite gallery in a state directory, bound to one model (by sha256).
 
-    def __init__(self, state_dir: str | Path, model_sha256: str) -> None:
+    ``create=False`` (commands that only read) raises NoGalleryError when there is no gallery file
+    instead of creating an empty one. ``busy_timeout`` is how long to wait for a lock held by another
+    process before GalleryBusyError."""
+
+    def __init__(self, state_dir: str | Path, model_sha256: str, create: bool = True,
+                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / GALLERY_FILE
         self.model_sha256 = model_sha256
+        self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._cache: tuple[int, GalleryMatrix] | None = None
-        self._conn = self._open()
+        self._conn = self._open(create)
 
-    def _open(self) -> sqlite3.Connection:
+    def _error(self, exc: sqlite3.Error, doing: str) -> GalleryError:
+        """The user's message for an SQLite error: locked, damaged, full and read-only differ."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        text = str(exc)
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+            return GalleryBusyError(
+                f"gallery {self.path} is locked by another process (still busy after {self.busy_timeout:g} s); "
+                f"nothing was changed and no enrolment is lost: try again, or stop the process that holds it "
+                "(e.g. `systemctl stop edge-verify`)")
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return GalleryError(f"gallery {self.path} is unreadable ({text}); it was left untouched: move it away "
+                                "(keep the copy) to start an empty gallery")
+        if code == sqlite3.SQLITE_FULL:
+            return GalleryError(f"gallery {self.path}: cannot {doing}: the disk is full; nothing was changed")
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+            return GalleryError(f"gallery {self.path}: cannot {doing}: {text} (check the file's owner and mode)")
+        return GalleryError(f"gallery {self.path}: cannot {doing}: {text}")
+
+    def _open(self, create: bool) -> sqlite3.Connection:
+        if not create and not self.path.is_file():
+            raise NoGalleryError(f"no gallery at {self.path}: no one is enrolled there yet (check --state-dir, "
+                                 "or enrol with `edge-verify enroll NAME PHOTO`)")
         try:
-            private_file(self.path)
+            private_file(self.path, create=create)
         except OSError as exc:
             raise GalleryError(f"cannot use state directory {self.state_dir}: {exc.strerror or exc}") from None
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=self.busy_timeout)
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")  # forget overwrites the deleted templates' bytes
             conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(
-                f"gallery {self.path} is unreadable ({exc}); it was left untouched: "
-                "move it away to start an empty gallery"
-            ) from None
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "open it") from None
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Galleries made before name keys: add the key column and fill it (names that now collide keep
+        no key and are found by their exact name; a warning names them)."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(people)")}
+        if "key" in columns and not conn.execute("SELECT 1 FROM people WHERE key IS NULL LIMIT 1").fetchone():
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS people_key ON people(key)")
+            return
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if "key" not in columns:
+                conn.execute("ALTER TABLE people ADD COLUMN key TEXT")
+            taken = {str(k) for (k,) in conn.execute("SELECT key FROM people WHERE key IS NOT NULL")}
+            for pid, name in conn.execute("SELECT id, name FROM people WHERE key IS NULL ORDER BY id").fetchall():
+                key = name_key(str(name))
+                if key in taken:
+                    log.warning("gallery %s: %r is the same name as another enrolled person (names differ only "
+                                "in case or accents): forget one of them", self.path, name)
+                    continue
+                taken.add(key)
+                conn.execute("UPDATE people SET key = ? WHERE id = ?", (key, pid))
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS people_key ON people(key)")
 
     def close(self) -> None:
         self._conn.close()
@@ -105,8 +174,8 @@ class Gallery:
         try:
             with self._lock:
                 return self._conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"gallery {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read it") from None
 
     def check_model(self) -> None:
         """Refuse a gallery enrolled with another model."""
@@ -120,41 +189,58 @@ class Gallery:
                 "then `edge-verify enroll`), or use the model it was made with"
             )
 
+    def _find(self, name: str) -> tuple[int, str] | None:
+        """(id, name as enrolled) of a person: the name as written, else the same key."""
+        clean = unicodedata.normalize("NFC", name.strip())
+        rows = self._execute("SELECT id, name FROM people WHERE name = ?", (clean,)) or self._execute(
+            "SELECT id, name FROM people WHERE key = ?", (name_key(clean),))
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def resolve(self, name: str) -> str | None:
+        """The enrolled name that ``name`` stands for ("TONY" -> "tony"), or None."""
+        found = self._find(name)
+        return found[1] if found else None
+
     def add(self, name: str, embeddings: np.ndarray) -> int:
-        """Add templates for a person (created when new); all or nothing. Returns how many were added."""
+        """Add templates for a person (created when new; an existing person of the same name key gets
+        them); all or nothing. Returns how many were added."""
         name = check_name(name)
         self.check_model()
         q = to_int8(np.atleast_2d(embeddings))
         now = _now()
+        found = self._find(name)
         try:
             with self._lock, self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", (name, now))
-                (pid,) = self._conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                if found is None:
+                    pid = self._conn.execute("INSERT INTO people(name, created, key) VALUES (?, ?, ?)",
+                                             (name, now, name_key(name))).lastrowid
+                else:
+                    pid = found[0]
                 self._conn.executemany(
                     "INSERT INTO templates(person_id, embedding, model_sha256, created) VALUES (?, ?, ?, ?)",
                     [(pid, row.tobytes(), self.model_sha256, now) for row in q],
                 )
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"gallery {self.path}: cannot write: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "write") from None
         finally:
             self._cache = None
         return len(q)
 
     def forget(self, name: str) -> int:
         """Remove a person and their templates; returns how many templates went."""
-        rows = self._execute("SELECT id FROM people WHERE name = ?", (name.strip(),))
-        if not rows:
-            raise UnknownPersonError(f"{name!r} is not enrolled")
-        pid = rows[0][0]
+        found = self._find(name)
+        if found is None:
+            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        pid = found[0]
         try:
             with self._lock, self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
                 (n,) = self._conn.execute("SELECT COUNT(*) FROM templates WHERE person_id = ?", (pid,)).fetchone()
                 self._conn.execute("DELETE FROM templates WHERE person_id = ?", (pid,))
                 self._conn.execute("DELETE FROM people WHERE id = ?", (pid,))
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"gallery {self.path}: cannot write: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "write") from None
         finally:
             self._cache = None
         return int(n)
@@ -166,7 +252,7 @@ class Gallery:
         return [Person(str(n), int(c), str(cr)) for n, c, cr in rows]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self._execute("SELECT 1 FROM people WHERE name = ?", (name.strip(),)))
+        return isinstance(name, str) and self._find(name) is not None
 
     def matrix(self) -> GalleryMatrix:
         """Every template as a float matrix; cached until the database changes (any process)."""

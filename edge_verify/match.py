@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 INT8_SCALE = 127.0  # encodings are stored as round(e * 127): 128 bytes for 128 dimensions
+TIE = 1e-6  # best distances of two people closer than this are equal (float32 noise)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -49,6 +50,7 @@ class Decision:
     distance: float | None  # the best distance to that person (or to anyone, when unknown)
     tau: float
     candidates: list[tuple[str, float]] = field(default_factory=list)  # best first
+    reason: str | None = None  # why a face nearer than tau was not accepted (a tie)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -57,19 +59,28 @@ class Decision:
             "distance": None if self.distance is None else round(self.distance, 4),
             "tau": self.tau,
             "candidates": [{"person": p, "distance": round(d, 4)} for p, d in self.candidates],
+            "reason": self.reason,
         }
 
 
 def decide_identify(best: np.ndarray, names: list[str], tau: float, top_k: int = 1) -> Decision:
-    """1:N: the nearest person if nearer than tau, else unknown."""
+    """1:N: the nearest person if nearer than tau, else unknown. Never a silent tie: when two or more
+    people are equally near (within ``TIE``) and nearer than tau, the face is unknown, every tied
+    person is among the candidates and ``reason`` says so."""
     if best.size == 0:
         return Decision(False, None, None, tau, [])
-    order = np.argsort(best, kind="stable")[: max(1, top_k)]
-    candidates = [(names[i], float(best[i])) for i in order if np.isfinite(best[i])]
+    order = np.argsort(best, kind="stable")
     top = int(order[0])
-    if float(best[top]) < tau:
-        return Decision(True, names[top], float(best[top]), tau, candidates)
-    return Decision(False, None, float(best[top]), tau, candidates)
+    d = float(best[top])
+    tied = [int(i) for i in order if float(best[i]) - d <= TIE]
+    shown = order[: max(1, top_k, len(tied) if d < tau else 1)]
+    candidates = [(names[i], float(best[i])) for i in shown if np.isfinite(best[i])]
+    if d < tau and len(tied) > 1:
+        who = ", ".join(repr(names[i]) for i in tied)
+        return Decision(False, None, d, tau, candidates, f"ambiguous: {who} are equally near (distance {d:.4f})")
+    if d < tau:
+        return Decision(True, names[top], d, tau, candidates)
+    return Decision(False, None, d, tau, candidates)
 
 
 def decide_verify(distances: np.ndarray, claim: str, tau: float) -> Decision:

@@ -15,16 +15,18 @@ import numpy as np
 from .align import align_face
 from .detect import Face, FaceDetector
 from .embed import Embedder
+from .enrolment import check_same_person, lookalikes
 from .errors import (
     ConfigError,
     EmptyGalleryError,
     ImageError,
     ModelError,
     NoFaceError,
+    NoGalleryError,
     QualityError,
     UnknownPersonError,
 )
-from .gallery import Gallery, default_state_dir
+from .gallery import Gallery, GalleryMatrix, check_name, default_state_dir
 from .imageio import read_image
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
 from .models import Manifest, resolve_encoder
@@ -93,13 +95,17 @@ class FaceVerifier:
         num_threads: int | None = None,
         quality: QualityThresholds | None = None,
         detector: FaceDetector | None = None,
+        create_gallery: bool = True,
     ) -> None:
+        """``create_gallery=False``: reading the gallery (verify, identify, people) raises NoGalleryError
+        when there is none, instead of creating an empty one; enrolling always creates it."""
         self.manifest: Manifest = resolve_encoder(model)
         self.embedder = Embedder(self.manifest.model_path, num_threads)
         self.detector = detector or FaceDetector()
         self.tau = self.manifest.tau if tau is None else _checked_tau(tau, self.manifest)
         self.quality_limits = quality or QualityThresholds()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.create_gallery = create_gallery
         self._gallery: Gallery | None = None
 
     @property
@@ -109,7 +115,7 @@ class FaceVerifier:
     @property
     def gallery(self) -> Gallery:
         if self._gallery is None:
-            self._gallery = Gallery(self.state_dir, self.model_sha256)
+            self._gallery = Gallery(self.state_dir, self.model_sha256, create=self.create_gallery)
         return self._gallery
 
     def close(self) -> None:
@@ -183,12 +189,36 @@ class FaceVerifier:
         return main.embedding
 
     # -- gallery ---------------------------------------------------------------------------------------
-    def enroll(self, name: str, images: Iterable[ImageLike], require_quality: bool = True) -> int:
-        """Enrol a person from one or more photos (all or nothing); returns the templates added."""
+    def enroll(self, name: str, images: Iterable[ImageLike], require_quality: bool = True,
+               check_identity: bool = True) -> int:
+        """Enrol a person from one or more photos (all or nothing); returns the templates added.
+
+        The photos must be one person, and the person already enrolled under this name (in any case
+        or Unicode form) if any (EnrolmentError, unless ``check_identity`` is False); a warning names
+        anyone enrolled under another name whom they resemble (nearer than tau)."""
+        name = check_name(name)
+        images = list(images)
         embeddings = [self.encode_one(img, require_quality) for img in images]
         if not embeddings:
             raise ImageError("no image given to enrol from")
-        return self.gallery.add(name, np.stack(embeddings))
+        new = np.stack(embeddings)
+        labels = [f"image {i + 1}" if isinstance(img, np.ndarray) else str(img) for i, img in enumerate(images)]
+        if self._gallery is None:  # a refused first enrolment leaves no empty gallery behind
+            try:
+                self._gallery = Gallery(self.state_dir, self.model_sha256, create=False)
+            except NoGalleryError:
+                pass
+        m = self._gallery.matrix() if self._gallery else GalleryMatrix([], np.zeros(0, np.int64), np.zeros((0, 0)))
+        me = m.index(name)
+        if check_identity:
+            enrolled = m.vectors[m.owner == me] if me is not None else m.vectors[:0]
+            check_same_person(m.names[me] if me is not None else name, labels, new, enrolled, self.tau)
+        for label, other, d in lookalikes(labels, new, m.names, m.owner, m.vectors, self.tau, skip=me):
+            log.warning("%s looks like %r, already enrolled (distance %.3f, tau %.3f): the same person under "
+                        "another name?", label, other, d, self.tau)
+        if self._gallery is None:
+            self._gallery = Gallery(self.state_dir, self.model_sha256, create=True)
+        return self._gallery.add(name, new)
 
     def forget(self, name: str) -> int:
         return self.gallery.forget(name)
@@ -203,17 +233,16 @@ class FaceVerifier:
         if not m.names:
             raise EmptyGalleryError(_EMPTY)
         if claim is not None:
-            claim = claim.strip()
-            if claim not in m.names:
-                raise UnknownPersonError(f"{claim!r} is not enrolled")
-            idx = m.names.index(claim)
-            return decide_verify(squared_l2(embedding, m.vectors[m.owner == idx]), claim, self.tau)
+            idx = m.index(claim)
+            if idx is None:
+                raise UnknownPersonError(f"{claim.strip()!r} is not enrolled")
+            return decide_verify(squared_l2(embedding, m.vectors[m.owner == idx]), m.names[idx], self.tau)
         best = best_per_person(squared_l2(embedding, m.vectors), m.owner, len(m.names))
         return decide_identify(best, m.names, self.tau, top_k)
 
     def verify(self, claim: str, image: ImageLike) -> Decision:
         """1:1: is the main face of ``image`` the enrolled person ``claim``?"""
-        if claim.strip() not in self.gallery:
+        if claim not in self.gallery:
             if not self.gallery.people():
                 raise EmptyGalleryError(_EMPTY)
             raise UnknownPersonError(f"{claim!r} is not enrolled")

@@ -1,16 +1,25 @@
 """The state directory (gallery, outbox): where it is, and private files in it.
 
 Encodings and access events are biometric data: the directory is created 0700 and each database file
-0600 before SQLite opens it (SQLite gives its journal and WAL files the database's mode).
+0600 before SQLite opens it (SQLite gives its journal and WAL files the database's mode). An existing
+directory or file that other users may read or write is made private again, with a warning; a shared
+directory (sticky, such as ``/tmp``), or one whose mode cannot be fixed, is refused.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import stat
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, StateError
+
+log = logging.getLogger(__name__)
+
+DIR_MODE, FILE_MODE = 0o700, 0o600
+SIDE_FILES = ("-journal", "-wal", "-shm")  # SQLite's companions of a database file
 
 
 def default_state_dir() -> Path:
@@ -23,11 +32,48 @@ def default_state_dir() -> Path:
     return Path(data_home) / "edge-verify"
 
 
-def private_file(path: Path) -> None:
-    """Create ``path`` (and its directory, 0700) if missing, with mode 0600; raises OSError."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+def _make_private(path: Path, st: os.stat_result, mode: int, what: str) -> None:
+    """chmod ``path`` to ``mode`` when group or others have any access to it, with a warning."""
+    old = stat.S_IMODE(st.st_mode)
+    if not old & 0o077:
+        return
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise StateError(f"{what} {path} is mode {old:04o} (open to other users) and cannot be made private "
+                         f"({exc.strerror or exc}): run `chmod {mode:o} {path}` as its owner") from None
+    log.warning("%s %s was mode %04o (open to other users): made %04o", what, path, old, mode)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700, parents as needed), or make an existing one private.
+
+    Raises StateError for a shared directory (sticky bit, e.g. /tmp) or one whose mode cannot be
+    fixed, OSError when it cannot be created."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(20, "Not a directory", str(path))
+    if st.st_mode & stat.S_ISVTX:
+        raise StateError(f"state directory {path} is shared with other users (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}): give edge-verify a directory of its own")
+    _make_private(path, st, DIR_MODE, "state directory")
+
+
+def private_file(path: Path, create: bool = True) -> None:
+    """Make ``path`` (and SQLite's journal/WAL files beside it) private: mode 0600, created empty when
+    missing and ``create``; its directory is made private first. Raises StateError or OSError."""
+    private_dir(path.parent)
+    if create and not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE))
+    for p in (path, *(path.with_name(path.name + s) for s in SIDE_FILES)):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{p} is not a regular file: move it away")
+        _make_private(p, st, FILE_MODE, "state file")
 
 
 def check_state_dir(path: Path) -> Path:

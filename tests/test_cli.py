@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -125,5 +127,48 @@ def test_enrol_refuses_a_face_the_quality_gate_rejects_unless_forced(tmp_path: P
     line = p.stderr.strip().splitlines()[-1]  # a warning may come first (the blur makes a second "face")
     assert line.startswith("edge-verify: error:")
     assert "face not usable" in line and "blurred" in line and "--force" in line
-    assert json.loads(ev("people", "list", "--json", state=state).stdout) == []
+    assert not (state / "gallery.sqlite3").exists()  # nothing written, not even an empty gallery
     assert ev("enroll", "tony", blurred, "--force", state=state).returncode == 0
+
+
+def test_enrolling_two_people_under_one_name_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    tony, hans = lfw_photo("Tony_Blair", 18), lfw_photo("Hans_Blix", 7)
+    p = ev("enroll", "tony", tony, hans, state=state)
+    assert p.returncode == 2
+    line = one_line_error(p)
+    assert f"{hans} does not look like the same person as {tony}" in line and "--force" in line
+    assert not (state / "gallery.sqlite3").exists()
+    assert ev("enroll", "tony", tony, state=state).returncode == 0
+    p = ev("enroll", "Anthony", lfw_photo("Tony_Blair", 32), state=state)  # tony again, another name
+    assert p.returncode == 0
+    assert p.stderr.startswith("edge-verify: warning:") and "looks like 'tony', already enrolled" in p.stderr
+    p = ev("enroll", "TONY", lfw_photo("Tony_Blair", 32), state=state)
+    assert p.returncode == 0 and p.stdout.strip() == "enrolled 'tony': 1 template added"
+
+
+def test_read_only_commands_never_create_a_gallery(tmp_path: Path) -> None:
+    typo = tmp_path / "sate"
+    for args in (["people", "list"], ["people", "forget", "tony"], ["identify", lfw_photo("Tony_Blair", 18)],
+                 ["verify", "--claim", "tony", lfw_photo("Tony_Blair", 18)]):
+        p = ev(*args, state=typo)
+        assert p.returncode == 2
+        assert f"no gallery at {typo}/gallery.sqlite3" in one_line_error(p)
+    assert not typo.exists()
+
+
+def test_decoder_noise_never_reaches_stderr(tmp_path: Path) -> None:
+    """libjpeg's "Corrupt JPEG data" and libpng's warnings are not printed: one line or nothing."""
+    photo = cv2.imread(str(lfw_photo("Tony_Blair", 18)))
+    jpeg = cv2.imencode(".jpg", photo)[1].tobytes()
+    half = tmp_path / "half.jpg"
+    half.write_bytes(jpeg[: len(jpeg) // 2] + b"\xff\xd9")  # passes the end-marker check, half grey
+    p = ev("enroll", "tony", half, state=tmp_path / "state")
+    assert p.returncode == 2 and "JPEG data is corrupt" in one_line_error(p)
+    png = cv2.imencode(".png", photo)[1].tobytes()
+    bad_iccp = b"iCCP" + b"bogus\0\0" + zlib.compress(b"x" * 200)
+    noisy = tmp_path / "noisy.png"
+    noisy.write_bytes(png[:33] + struct.pack(">I", len(bad_iccp) - 4) + bad_iccp
+                      + struct.pack(">I", zlib.crc32(bad_iccp) & 0xFFFFFFFF) + png[33:])
+    p = ev("enroll", "tony", noisy, state=tmp_path / "state")
+    assert p.returncode == 0 and p.stderr == ""

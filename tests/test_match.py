@@ -52,3 +52,16 @@ def test_best_per_person_and_decisions() -> None:
     assert not miss.accepted and miss.person is None and miss.distance == np.float32(0.4)
     assert decide_verify(np.array([1.1, 0.2]), "ann", 0.5).accepted
     assert not decide_verify(np.array([1.1, 0.7]), "ann", 0.5).accepted
+
+
+def test_identify_never_breaks_a_tie_silently() -> None:
+    """The same face enrolled under two names: equally near, so unknown, with the reason and both names."""
+    d = decide_identify(np.array([0.8, 0.3, 0.3 + 1e-8, 2.0], np.float32), ["c", "b", "a", "d"], 1.0)
+    assert not d.accepted and d.person is None and d.distance is not None and abs(d.distance - 0.3) < 1e-6
+    assert d.reason is not None and "ambiguous" in d.reason and "'b'" in d.reason and "'a'" in d.reason
+    assert {p for p, _ in d.candidates} >= {"a", "b"}
+    assert d.to_dict()["reason"] == d.reason
+    clear = decide_identify(np.array([0.8, 0.3, 0.31], np.float32), ["c", "b", "a"], 1.0)
+    assert clear.accepted and clear.person == "b" and clear.reason is None
+    far = decide_identify(np.array([1.5, 1.5], np.float32), ["a", "b"], 1.0)  # a tie of strangers: unknown
+    assert not far.accepted and far.reason is None

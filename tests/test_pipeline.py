@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_verify.errors import GalleryError, NoFaceError, UnknownPersonError
+from edge_verify.errors import EnrolmentError, GalleryError, NoFaceError, NoGalleryError, UnknownPersonError
 
 from .conftest import LFW, lfw_photo
 
@@ -140,3 +140,39 @@ def test_pad_retry_finds_tight_crops_and_can_be_turned_off(fv: Any) -> None:
         found_padded += bool(padded.detect(tight))
     assert found_padded >= 0.9 * len(photos) > found_plain
     assert plain.detect(np.full((240, 320, 3), 100, np.uint8)) == []
+
+
+def test_photos_of_two_people_in_one_enrolment_are_refused(fv: Any) -> None:
+    tony, hans = lfw_photo("Tony_Blair", 18), lfw_photo("Hans_Blix", 7)
+    with pytest.raises(EnrolmentError) as err:
+        fv.enroll("tony", [tony, lfw_photo("Tony_Blair", 32), hans])
+    text = str(err.value)
+    assert f"{hans} does not look like the same person as {tony} and " in text and "nothing enrolled" in text
+    assert not fv.gallery.people()
+    fv.enroll("tony", [tony, lfw_photo("Tony_Blair", 32)])  # two photos of one person: fine
+    with pytest.raises(EnrolmentError, match=rf"{hans} does not look like the same person as 'tony' as enrolled"):
+        fv.enroll("TONY", [hans])  # the same name in capitals: the same person, so Hans is refused
+    fv.enroll("tony", [hans], check_identity=False)  # the caller's explicit override
+    assert [p.templates for p in fv.gallery.people()] == [3]
+
+
+def test_a_face_enrolled_under_two_names_warns_and_is_ambiguous(fv: Any, caplog: pytest.LogCaptureFixture) -> None:
+    photo = lfw_photo("Tony_Blair", 18)
+    fv.enroll("tony", [photo])
+    fv.enroll("Hans", [lfw_photo("Hans_Blix", 7)])
+    caplog.clear()
+    fv.enroll("anthony", [photo])
+    assert f"{photo} looks like 'tony', already enrolled" in caplog.text and "Hans" not in caplog.text
+    d = fv.identify(photo)
+    assert not d.accepted and d.person is None
+    assert d.reason is not None and "ambiguous" in d.reason and "'anthony'" in d.reason and "'tony'" in d.reason
+    assert fv.verify("TONY", photo).person == "tony"  # a claim is found in any case
+
+
+def test_reading_does_not_create_a_gallery(verifier_factory: Any, tmp_path: Path) -> None:
+    fv = verifier_factory(tmp_path / "typo", create_gallery=False)
+    with pytest.raises(NoGalleryError, match="no gallery at"):
+        fv.identify(lfw_photo("Tony_Blair", 18))
+    assert not (tmp_path / "typo").exists()
+    fv.enroll("tony", [lfw_photo("Tony_Blair", 18)])  # enrolling creates it
+    assert fv.identify(lfw_photo("Tony_Blair", 32)).person == "tony"
