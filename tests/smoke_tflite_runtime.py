@@ -5,23 +5,20 @@ Not collected by the main suite (its name does not start with test_): it needs t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
-
-def test_bundled_model_embeds_a_real_face_with_tflite_runtime(tmp_path: Path) -> None:
+def test_bundled_model_embeds_a_real_face_with_tflite_runtime(tmp_path: Path, shared_dir: Path) -> None:
     import edge_verify
     from edge_verify import FaceVerifier
 
     assert "site-packages" in edge_verify.__file__, "must test the installed package"
     fv = FaceVerifier(state_dir=tmp_path)
     assert fv.embedder.interpreter == "tflite_runtime"
-    images = SHARED / "data" / "lfw" / "images"
+    images = shared_dir / "data" / "lfw" / "images"
     a = fv.encode_one(images / "Tony_Blair_0018.jpg")
     b = fv.encode_one(images / "Tony_Blair_0032.jpg")
     c = fv.encode_one(images / "Hans_Blix_0007.jpg")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from converter.data import (
 from converter.lfw import LfwError, parse_folds, read_pairs
 from converter.lfw import person_folds as lfw_person_folds
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared")).resolve()
-LFW = SHARED / "data" / "lfw"
+from .conftest import LFW, SHARED
+
 PEOPLE = ("Tony_Blair", "Hans_Blix", "David_Beckham", "Tiger_Woods", "Hugo_Chavez", "Jennifer_Garner")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,12 +15,10 @@ from converter import evaluate as ev
 from converter import lfw, metrics
 from converter.faces import pick_subject
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared"))
-LFW = SHARED / "data" / "lfw"
-YALE = SHARED / "data" / "extended_yaleb"
+from .conftest import LFW, REPO, SFACE_ONNX
+from .conftest import YALEB as YALE
+
 MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
-SFACE_ONNX = SHARED / "models" / "face_recognition_sface_2021dec_int8bq.onnx"
 
 needs_lfw = pytest.mark.skipif(not (LFW / "pairs.txt").is_file(), reason="LFW not found in shared/data")
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL.name} not built yet")
