@@ -189,12 +189,20 @@ class Gallery:
                 "then `edge-verify enroll`), or use the model it was made with"
             )
 
-    def _find(self, name: str) -> tuple[int, str] | None:
+    @staticmethod
+    def _lookup(conn: sqlite3.Connection, name: str) -> tuple[int, str] | None:
         """(id, name as enrolled) of a person: the name as written, else the same key."""
         clean = unicodedata.normalize("NFC", name.strip())
-        rows = self._execute("SELECT id, name FROM people WHERE name = ?", (clean,)) or self._execute(
-            "SELECT id, name FROM people WHERE key = ?", (name_key(clean),))
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+        row = conn.execute("SELECT id, name FROM people WHERE name = ?", (clean,)).fetchone() or conn.execute(
+            "SELECT id, name FROM people WHERE key = ?", (name_key(clean),)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def _find(self, name: str) -> tuple[int, str] | None:
+        try:
+            with self._lock:
+                return self._lookup(self._conn, name)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read it") from None
 
     def resolve(self, name: str) -> str | None:
         """The enrolled name that ``name`` stands for ("TONY" -> "tony"), or None."""
@@ -208,10 +216,10 @@ class Gallery:
         self.check_model()
         q = to_int8(np.atleast_2d(embeddings))
         now = _now()
-        found = self._find(name)
         try:
             with self._lock, self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
+                found = self._lookup(self._conn, name)
                 if found is None:
                     pid = self._conn.execute("INSERT INTO people(name, created, key) VALUES (?, ?, ?)",
                                              (name, now, name_key(name))).lastrowid
