@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from converter.errors import ConverterError
 from converter.faces import subject_crop
 from converter.lfw import LfwError, image_path, person_folds, person_of, read_pairs, shared_dir
 from edge_verify.imageio import IMAGE_SUFFIXES
@@ -37,7 +38,7 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
-class DataError(ValueError):
+class DataError(ConverterError):
     """Training data cannot be used as asked (one-line message)."""
 
 

@@ -30,12 +30,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from converter.errors import ConverterError
 from edge_verify.imageio import IMAGE_SUFFIXES
 from edge_verify.match import l2_normalize
 
 from . import lfw, metrics
 from .faces import subject_crop
-from .lfw import parse_folds
+from .lfw import folds_arg
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ HOW = {"one": "one_face", "several": "several_faces", "none": "no_face"}  # subj
 CHUNK = 64
 
 
-class EvaluateError(Exception):
+class EvaluateError(ConverterError):
     """A one-line reason the evaluation cannot run."""
 
 
@@ -475,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m converter.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path, help=".tflite or .keras encoder")
     p.add_argument("--data", type=Path, help="LFW folder: pairs.txt, images/ (default: shared/data/lfw)")
-    p.add_argument("--folds", type=parse_folds, help="LFW folds to use, e.g. 6-10 (default: all)")
+    p.add_argument("--folds", type=folds_arg, help="LFW folds to use, e.g. 6-10 (default: all)")
     p.add_argument("--people-dir", type=Path, help="folder-per-person data set instead of LFW pairs")
     p.add_argument("--k", type=int, default=5, help="person-disjoint folds in --people-dir mode (default 5)")
     p.add_argument(
@@ -503,9 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(args)
-    except EvaluateError as exc:
+    except ConverterError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except Exception as exc:  # the runtime's one-line errors (EdgeVerifyError) and friends
         from edge_verify.errors import EdgeVerifyError
 

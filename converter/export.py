@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from converter import faces
+from converter.errors import ConverterError
 from converter.lfw import shared_dir
 from edge_verify.models import sha256_file
 
@@ -49,7 +50,7 @@ DEFAULT_TAU = 1.38
 DEFAULT_TAU_FAR = 1e-3
 
 
-class ExportError(Exception):
+class ExportError(ConverterError):
     """One-line export failure."""
 
 
@@ -402,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                      tau_far=args.tau_far, tau_source=args.tau_source, rewrite=args.int8 and not args.keep_prelu,
                      bench=not args.no_bench, lfw_calib=args.calib_lfw, yaleb_calib=args.calib_yaleb,
                      flip=args.flip, range_mode=args.ranges)
-    except ExportError as exc:
+    except ConverterError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     print_report(res)
     return 0
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from converter.errors import ConverterError
 from edge_verify.models import sha256_file
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ SUPPORTED_OPS = (
 )
 
 
-class OnnxImportError(Exception):
+class OnnxImportError(ConverterError):
     """One-line import failure (unsupported op, unexpected graph shape)."""
 
 
@@ -504,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
     try:
         import_onnx(args.src, args.out, input_order=args.input_order)
-    except OnnxImportError as e:
+    except ConverterError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except (OSError, ValueError) as e:
         if args.debug:
             raise

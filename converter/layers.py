@@ -12,6 +12,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from converter.errors import ConverterError
+
 
 @keras.saving.register_keras_serializable(package="edge_verify")
 class L2Normalize(keras.layers.Layer):
@@ -54,7 +56,7 @@ class PixelNormalize(keras.layers.Layer):
         return {**super().get_config(), "mean": self.mean, "scale": self.scale}
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(ConverterError):
     """A ``.keras`` encoder cannot be loaded (one-line message)."""
 
 

@@ -6,18 +6,19 @@ followed by ``n`` different-person lines ``name1 i name2 j``. Images are ``image
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from converter.errors import ConverterError
+
 MAX_FOLDS = 10  # View 2 has ten folds
 
 
-class LfwError(argparse.ArgumentTypeError, ValueError):
-    """LFW data or a fold list cannot be used as given (one-line message; argparse shows it as is)."""
+class LfwError(ConverterError):
+    """LFW data or a fold list cannot be used as given (one-line message)."""
 
 
 def shared_dir() -> Path:
@@ -42,6 +43,16 @@ def parse_folds(text: str) -> list[int]:
     if not folds:
         raise LfwError(f"bad fold list {text!r}: no fold")
     return sorted(folds)
+
+
+def folds_arg(text: str) -> list[int]:
+    """argparse type for a fold list: ``parse_folds`` with argparse's error message."""
+    import argparse
+
+    try:
+        return parse_folds(text)
+    except LfwError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from converter.errors import ConverterError
+
 FloatArray = npt.NDArray[np.float64]
 
 
-class MetricsError(ValueError):
+class MetricsError(ConverterError):
     """Bad input to a metric (empty, one class only, mismatched lengths)."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from converter.errors import ConverterError
+
 log = logging.getLogger(__name__)
 
 
-class QuantizeError(Exception):
+class QuantizeError(ConverterError):
     """One-line failure of a rewrite or a check."""
 
 

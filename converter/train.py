@@ -19,14 +19,16 @@ exporter puts into the manifest). Exit codes: 0 done, 2 bad input, 3 training fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -43,32 +45,107 @@ from converter.data import (
     load_lfw,
     save_bundle,
 )
+from converter.errors import ConverterError
 from converter.lfw import parse_folds
+from edge_verify.validate import finite_float
 
 log = logging.getLogger(__name__)
 
 COLLAPSE_DISTANCE = 1e-3  # mean pairwise squared L2 of the probe batch below this: collapsed
+Arch = Literal["mobilefacenet", "tiny"]
+Mining = Literal["batch_all", "batch_hard", "semi_hard"]
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (one-line message)."""
+class TrainingError(ConverterError):
+    """Training cannot go on (one-line message); exit code 3."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run is told (the command line's options, one field each); checked when made."""
+
+    data: str = "lfw"  # 'lfw' or a folder-per-person tree
+    folds: str = "1-5"  # LFW folds to train on
+    extra_dir: str | None = None
+    holdout_extra: int = 0
+    bundle: str | None = None
+    save_bundle: str | None = None
+    shared: str | None = None
+    cache_dir: str | None = None
+    arch: Arch = "mobilefacenet"
+    width: float = 1.0
+    init: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    mining: Mining = "batch_hard"
+    margin: float = 0.2
+    epochs: int = 20
+    steps: int = 200
+    P: int = 16
+    K: int = 4
+    lr: float = 1e-3
+    warmup: float = 0.05
+    freeze_bn: bool = False
+    no_augment: bool = False
+    seed: int = 0
+    out: str = "build/encoder.keras"
+    resume: bool = False
+    time_limit: float = 0.0
+    eval_folds: str | None = None
+    collapse_after: int = 300
+    workers: int = 1
+    threads: int = 2
+    jit: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(option: str, why: str) -> ConverterError:
+            return ConverterError(f"--{option.replace('_', '-')} {why}")
+
+        for name, low in (("P", 2), ("K", 2), ("epochs", 1), ("steps", 1), ("workers", 1), ("threads", 1),
+                          ("holdout_extra", 0), ("collapse_after", 0)):
+            if getattr(self, name) < low:
+                raise bad(name, f"must be at least {low}, not {getattr(self, name)}")
+        for name, positive in (("lr", True), ("width", True), ("margin", False), ("distill_weight", False),
+                               ("time_limit", False)):
+            try:
+                value = finite_float(getattr(self, name))
+            except ValueError as exc:
+                raise bad(name, str(exc)) from None
+            if value < 0 or (positive and value == 0):
+                raise bad(name, f"must be {'above' if positive else 'at least'} 0, not {value:g}")
+        if not 0 <= finite_float(self.warmup) < 1:
+            raise bad("warmup", f"is a fraction of the run, 0 <= warmup < 1, not {self.warmup:g}")
+        if self.arch not in get_args(Arch) or self.mining not in get_args(Mining):
+            raise ConverterError(f"unknown --arch {self.arch!r} or --mining {self.mining!r}")
+        parse_folds(self.folds)  # LfwError (a ConverterError) names a bad list
+        if self.eval_folds:
+            parse_folds(self.eval_folds)
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> TrainConfig:
+        """The config of parsed command-line options (extra attributes are ignored)."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
 # ---------------------------------------------------------------- data
 
 
-def load_data(args: argparse.Namespace) -> FaceSet:
+def load_data(cfg: TrainConfig) -> FaceSet:
     """All crops the run may use: training people and, for LFW, the other folds for evaluation."""
-    cache = Path(args.cache_dir) if args.cache_dir else None
-    if args.bundle:
-        return load_bundle(Path(args.bundle))
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    if cfg.bundle:
+        return load_bundle(Path(cfg.bundle))
     sets = []
-    if args.data == "lfw":
-        sets.append(load_lfw(Path(args.shared) if args.shared else None, cache, progress=True))
+    if cfg.data == "lfw":
+        sets.append(load_lfw(Path(cfg.shared) if cfg.shared else None, cache, progress=True))
     else:
-        sets.append(load_folder(Path(args.data), cache, source="data", progress=True))
-    if args.extra_dir:
-        sets.append(load_folder(Path(args.extra_dir), cache, source="extra", progress=True))
+        sets.append(load_folder(Path(cfg.data), cache, source="data", progress=True))
+    if cfg.extra_dir:
+        sets.append(load_folder(Path(cfg.extra_dir), cache, source="extra", progress=True))
     return FaceSet.concat(sets)
 
 
@@ -78,9 +155,9 @@ def extra_holdout(fs: FaceSet, n: int) -> list[str]:
     return people[len(people) - n :] if n > 0 else []
 
 
-def training_indices(fs: FaceSet, args: argparse.Namespace, holdout: list[str]) -> npt.NDArray[np.int64]:
-    if args.data == "lfw" or (args.bundle and (fs.source == "lfw").any()):
-        idx = fs.select(parse_folds(args.folds), extra=True, exclude_people=holdout)
+def training_indices(fs: FaceSet, cfg: TrainConfig, holdout: list[str]) -> npt.NDArray[np.int64]:
+    if cfg.data == "lfw" or (cfg.bundle and (fs.source == "lfw").any()):
+        idx = fs.select(parse_folds(cfg.folds), extra=True, exclude_people=holdout)
     else:
         idx = np.flatnonzero(~np.isin(fs.person, holdout))
     if idx.size == 0:
@@ -203,10 +280,10 @@ def people_accuracy(
 # ---------------------------------------------------------------- training
 
 
-def evaluate(model: Any, fs: FaceSet, args: argparse.Namespace, holdout: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"lfw": pair_accuracy(model, fs, parse_folds(args.eval_folds))}
+def evaluate(model: Any, fs: FaceSet, cfg: TrainConfig, holdout: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"lfw": pair_accuracy(model, fs, parse_folds(cfg.eval_folds) if cfg.eval_folds else [])}
     if holdout:
-        out["extra_held_out"] = people_accuracy(model, fs, holdout, args.seed)
+        out["extra_held_out"] = people_accuracy(model, fs, holdout, cfg.seed)
     return out
 
 
@@ -296,16 +373,16 @@ def load_checkpoint(out: Path, model: Any) -> dict[str, Any] | None:
     return state
 
 
-def build_model(args: argparse.Namespace) -> Any:
+def build_model(cfg: TrainConfig) -> Any:
     from converter.model import build_encoder, tiny_encoder
 
-    if args.init:
+    if cfg.init:
         from converter.layers import load_encoder
 
-        return load_encoder(args.init)
-    if args.arch == "tiny":
+        return load_encoder(cfg.init)
+    if cfg.arch == "tiny":
         return tiny_encoder()
-    return build_encoder(args.width)
+    return build_encoder(cfg.width)
 
 
 def _tools() -> dict[str, str]:
@@ -319,60 +396,60 @@ def _tools() -> dict[str, str]:
     return tools
 
 
-def write_bundle(args: argparse.Namespace) -> None:
+def write_bundle(cfg: TrainConfig, path: Path) -> None:
     """Save every crop the run could use (all LFW folds, the extra set, with ``--teacher`` the teacher's
-    encodings) as one compact file, to train where the photos and the detector are not."""
-    fs = load_data(args)
-    if args.teacher and fs.teacher is None:
-        fs.teacher = teacher_encodings(fs, args.teacher, Path(args.cache_dir or default_cache_dir()))
-    save_bundle(Path(args.save_bundle), fs)
-    log.info("wrote %s: %d crops of %d people", args.save_bundle, len(fs), len(set(fs.person.tolist())))
+    encodings) as one compact file at ``path``, to train where the photos and the detector are not."""
+    fs = load_data(cfg)
+    if cfg.teacher and fs.teacher is None:
+        fs.teacher = teacher_encodings(fs, cfg.teacher, Path(cfg.cache_dir or default_cache_dir()))
+    save_bundle(path, fs)
+    log.info("wrote %s: %d crops of %d people", path, len(fs), len(set(fs.person.tolist())))
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the training described by ``args``; returns the training record (also written as JSON)."""
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the training described by ``cfg``; returns the training record (also written as JSON)."""
     import keras
 
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(cfg.seed)
     started = time.monotonic()
 
-    fs = load_data(args)
-    holdout = extra_holdout(fs, args.holdout_extra)
-    idx = training_indices(fs, args, holdout)
-    augment = NO_AUGMENT if args.no_augment else Augment()
-    sampler = PKSampler(fs, idx, args.P, args.K, augment, args.seed)
+    fs = load_data(cfg)
+    holdout = extra_holdout(fs, cfg.holdout_extra)
+    idx = training_indices(fs, cfg, holdout)
+    augment = NO_AUGMENT if cfg.no_augment else Augment()
+    sampler = PKSampler(fs, idx, cfg.P, cfg.K, augment, cfg.seed)
     log.info(
         "training on %d images of %d people (P=%d x K=%d)%s",
         sampler.images,
         len(sampler.people),
-        args.P,
-        args.K,
+        cfg.P,
+        cfg.K,
         f"; held out: {', '.join(holdout)}" if holdout else "",
     )
 
     teacher = None
     distill_weight = 0.0
-    if args.teacher:
+    if cfg.teacher:
         if fs.teacher is None:
-            fs.teacher = teacher_encodings(fs, args.teacher, Path(args.cache_dir or default_cache_dir()))
+            fs.teacher = teacher_encodings(fs, cfg.teacher, Path(cfg.cache_dir or default_cache_dir()))
         else:
-            log.info("teacher encodings of %s taken from the bundle", args.teacher)
+            log.info("teacher encodings of %s taken from the bundle", cfg.teacher)
         teacher = fs.teacher.astype(np.float32)
-        distill_weight = args.distill_weight
+        distill_weight = cfg.distill_weight
 
-    model = build_model(args)
-    if args.freeze_bn:
+    model = build_model(cfg)
+    if cfg.freeze_bn:
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
-    loss, metrics = make_loss(args.mining, args.margin, distill_weight)
+    loss, metrics = make_loss(cfg.mining, cfg.margin, distill_weight)
     model.compile(
-        optimizer=keras.optimizers.Adam(args.lr),
+        optimizer=keras.optimizers.Adam(cfg.lr),
         loss=loss,
         metrics=metrics,
-        jit_compile=True if args.jit else "auto",
+        jit_compile=True if cfg.jit else "auto",
     )
 
     # probe: 2 unaugmented crops of each of the first 32 training people, encoded in inference mode
@@ -381,10 +458,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     probe_labels = np.concatenate([np.full(len(g[:2]), i) for i, g in enumerate(sampler.groups[:32])])
 
     def probe_spread() -> dict[str, float]:
-        return spread(predict(model, probe), probe_labels, args.margin)
+        return spread(predict(model, probe), probe_labels, cfg.margin)
 
     state: dict[str, Any] = {"epoch": 0, "steps_done": 0, "history": []}
-    if args.resume:
+    if cfg.resume:
         loaded = load_checkpoint(out, model)
         if loaded is None:
             log.info("no checkpoint beside %s: starting afresh", out)
@@ -399,11 +476,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     before: dict[str, Any] = {}
-    if args.init and args.eval_folds and not args.resume:
-        before = evaluate(model, fs, args, holdout)
+    if cfg.init and cfg.eval_folds and not cfg.resume:
+        before = evaluate(model, fs, cfg, holdout)
         log.info("evaluation before training: %s", json.dumps(before))
     train_start = time.monotonic()
-    deadline = train_start + args.time_limit if args.time_limit else None
+    deadline = train_start + cfg.time_limit if cfg.time_limit else None
     stop = {"time": False}
 
     class Deadline(keras.callbacks.Callback):
@@ -420,19 +497,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             self.n = batch + 1
 
-    verbose = 1 if sys.stderr.isatty() and not args.quiet else 2
+    verbose = 1 if sys.stderr.isatty() and not cfg.quiet else 2
     logs: dict[str, Any] = {}
-    while state["epoch"] < args.epochs and not stop["time"]:
+    while state["epoch"] < cfg.epochs and not stop["time"]:
         epoch = state["epoch"]
         steps_cb = Steps()
-        progress = epoch / args.epochs
-        if args.time_limit:
-            progress = max(progress, (time.monotonic() - train_start) / args.time_limit)
-        lr = learning_rate(args.lr, progress, args.warmup)
+        progress = epoch / cfg.epochs
+        if cfg.time_limit:
+            progress = max(progress, (time.monotonic() - train_start) / cfg.time_limit)
+        lr = learning_rate(cfg.lr, progress, cfg.warmup)
         model.optimizer.learning_rate.assign(lr)
-        log.info("epoch %d/%d, learning rate %.2e", epoch + 1, args.epochs, lr)
+        log.info("epoch %d/%d, learning rate %.2e", epoch + 1, cfg.epochs, lr)
         hist = model.fit(
-            make_dataset(sampler, epoch, args.steps, teacher, args.workers),
+            make_dataset(sampler, epoch, cfg.steps, teacher, cfg.workers),
             epochs=epoch + 1,
             initial_epoch=epoch,
             verbose=verbose,
@@ -443,7 +520,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             raise TrainingError(f"loss became {logs.get('loss')} in epoch {epoch + 1}: lower --lr")
         logs.update(probe_spread())
         state["steps_done"] += steps_cb.n
-        state["epoch"] = epoch + 1 if steps_cb.n >= args.steps else epoch
+        state["epoch"] = epoch + 1 if steps_cb.n >= cfg.steps else epoch
         state["history"].append(
             {
                 "epoch": epoch + 1,
@@ -462,14 +539,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             logs["probe_dim_std"],
         )
         save_checkpoint(out, model, state)
-        if logs["probe_mean_distance"] < COLLAPSE_DISTANCE and state["steps_done"] >= args.collapse_after:
+        if logs["probe_mean_distance"] < COLLAPSE_DISTANCE and state["steps_done"] >= cfg.collapse_after:
             raise TrainingError(
                 "all encodings collapsed to one point (probe mean distance "
                 f"{logs['probe_mean_distance']:.2e} in inference mode): the BatchNorm trap or too high "
                 "a learning rate; lower --lr, raise --P, or check the data"
             )
     if stop["time"]:
-        log.info("time limit of %d s reached after %d steps", args.time_limit, state["steps_done"])
+        log.info("time limit of %d s reached after %d steps", cfg.time_limit, state["steps_done"])
 
     clean = type(model).from_config(model.get_config())  # same layers, no optimizer or loss
     clean.set_weights(model.get_weights())
@@ -480,33 +557,33 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "file": out.name,
             "name": model.name,
             "parameters": int(model.count_params()),
-            "arch": "init" if args.init else args.arch,
-            "width": args.width,
+            "arch": "init" if cfg.init else cfg.arch,
+            "width": cfg.width,
         },
         "data": {
-            "source": args.bundle or args.data,
-            "extra_dir": args.extra_dir,
-            "lfw_folds_used": parse_folds(args.folds) if (fs.source == "lfw").any() else [],
+            "source": cfg.bundle or cfg.data,
+            "extra_dir": cfg.extra_dir,
+            "lfw_folds_used": parse_folds(cfg.folds) if (fs.source == "lfw").any() else [],
             "extra_held_out": holdout,
             "images": sampler.images,
             "people": len(sampler.people),
-            "augment": None if args.no_augment else Augment().__dict__,
+            "augment": None if cfg.no_augment else Augment().__dict__,
         },
-        "init": args.init,
-        "teacher": args.teacher,
+        "init": cfg.init,
+        "teacher": cfg.teacher,
         "hyper": {
-            "mining": args.mining,
-            "margin": args.margin,
-            "P": args.P,
-            "K": args.K,
-            "lr": args.lr,
-            "warmup_fraction": args.warmup,
-            "freeze_bn": args.freeze_bn,
-            "epochs": args.epochs,
-            "steps_per_epoch": args.steps,
-            "seed": args.seed,
+            "mining": cfg.mining,
+            "margin": cfg.margin,
+            "P": cfg.P,
+            "K": cfg.K,
+            "lr": cfg.lr,
+            "warmup_fraction": cfg.warmup,
+            "freeze_bn": cfg.freeze_bn,
+            "epochs": cfg.epochs,
+            "steps_per_epoch": cfg.steps,
+            "seed": cfg.seed,
             "distill_weight": distill_weight,
-            "time_limit_s": args.time_limit,
+            "time_limit_s": cfg.time_limit,
             "optimizer": "adam; linear warm-up, then per-epoch cosine decay (epochs or time limit)",
         },
         "steps_done": state["steps_done"],
@@ -518,8 +595,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "tools": _tools(),
     }
-    if args.eval_folds:
-        record["evaluation"] = evaluate(clean, fs, args, holdout)
+    if cfg.eval_folds:
+        record["evaluation"] = evaluate(clean, fs, cfg, holdout)
         if before:
             record["evaluation_before"] = before
         log.info("evaluation: %s", json.dumps(record["evaluation"]))
@@ -529,63 +606,60 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line; every default is TrainConfig's."""
+    d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m converter.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", default="lfw", help="'lfw' or a folder-per-person tree")
-    p.add_argument("--folds", default="1-5", help="LFW folds to train on (default 1-5)")
+    p.add_argument("--data", help="'lfw' or a folder-per-person tree")
+    p.add_argument("--folds", help=f"LFW folds to train on (default {d.folds})")
     p.add_argument("--extra-dir", help="another folder-per-person tree to train on (e.g. extended_yaleb)")
-    p.add_argument(
-        "--holdout-extra", type=int, default=0, help="keep the last N extra people out of training"
-    )
-    p.add_argument(
-        "--bundle", help="a face-set bundle (.npz from converter.data.save_bundle) instead of photos"
-    )
-    p.add_argument(
-        "--save-bundle", metavar="PATH", help="write the data (+ teacher encodings) as a bundle, then stop"
-    )
+    p.add_argument("--holdout-extra", type=int, help="keep the last N extra people out of training")
+    p.add_argument("--bundle", help="a face-set bundle (.npz from converter.data.save_bundle) instead of photos")
+    p.add_argument("--save-bundle", metavar="PATH", help="write the data (+ teacher encodings) as a bundle, then stop")
     p.add_argument("--shared", help="shared data folder (default $EDGE_VERIFY_SHARED or ../shared)")
     p.add_argument("--cache-dir", help=f"crop cache (default {default_cache_dir()})")
-    p.add_argument("--arch", choices=("mobilefacenet", "tiny"), default="mobilefacenet")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the encoder")
+    p.add_argument("--arch", choices=get_args(Arch))
+    p.add_argument("--width", type=float, help="channel multiplier of the encoder")
     p.add_argument("--init", help="start from this .keras encoder (fine-tuning)")
     p.add_argument("--teacher", help="distil from this encoder (.keras or .tflite)")
-    p.add_argument("--distill-weight", type=float, default=1.0)
-    p.add_argument("--mining", choices=("batch_all", "batch_hard", "semi_hard"), default="batch_hard")
-    p.add_argument("--margin", type=float, default=0.2)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--steps", type=int, default=200, help="steps per epoch")
-    p.add_argument("--P", type=int, default=16, help="people per batch")
-    p.add_argument("--K", type=int, default=4, help="images per person per batch")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=float, default=0.05, help="warm-up, a fraction of the run (default 0.05)")
+    p.add_argument("--distill-weight", type=float)
+    p.add_argument("--mining", choices=get_args(Mining))
+    p.add_argument("--margin", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int, help="steps per epoch")
+    p.add_argument("--P", type=int, help="people per batch")
+    p.add_argument("--K", type=int, help="images per person per batch")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=float, help=f"warm-up, a fraction of the run (default {d.warmup})")
     p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm layers frozen (fine-tuning)")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="build/encoder.keras")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
-    p.add_argument("--time-limit", type=float, default=0, help="stop after this many seconds (0: none)")
+    p.add_argument("--time-limit", type=float, help="stop after this many seconds (0: none)")
     p.add_argument("--eval-folds", help="after training, LFW pair accuracy on these folds (e.g. 6-10)")
-    p.add_argument(
-        "--collapse-after",
-        type=int,
-        default=300,
-        help="check for collapsed encodings once this many steps are done (BatchNorm statistics settle)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="threads preparing batches")
-    p.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads")
+    p.add_argument("--collapse-after", type=int,
+                   help="check for collapsed encodings once this many steps are done (BatchNorm statistics settle)")
+    p.add_argument("--workers", type=int, help="threads preparing batches")
+    p.add_argument("--threads", type=int, help="TensorFlow CPU threads")
     p.add_argument("--jit", action="store_true", help="compile the train step with XLA (TF) / jit")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(**dataclasses.asdict(d))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        cfg = TrainConfig.from_namespace(parser().parse_args(argv))
+    except ConverterError as exc:  # bad settings: said before TensorFlow is even loaded
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if cfg.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -598,18 +672,18 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow as tf
 
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
         except RuntimeError:  # TensorFlow already running in this process (tests): keep its settings
             log.debug("TensorFlow threads already set")
     try:
-        if args.save_bundle:
-            write_bundle(args)
+        if cfg.save_bundle:
+            write_bundle(cfg, Path(cfg.save_bundle))
         else:
-            train(args)
-    except (DataError, TrainingError, FileNotFoundError, ValueError) as exc:
+            train(cfg)
+    except (ConverterError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, TrainingError) else 2
+        return exc.exit_code if isinstance(exc, ConverterError) else 2
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint is kept; rerun with --resume", file=sys.stderr)
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -64,12 +65,12 @@ def test_lfw_pairs_protocol() -> None:
     assert all(len(v) == 1 for v in fold_of.values())
 
 
-def test_parse_folds() -> None:
-    assert ev.parse_folds("6-10") == [6, 7, 8, 9, 10]
-    assert ev.parse_folds("1,3,5-6") == [1, 3, 5, 6]
+def test_folds_option() -> None:
+    assert ev.folds_arg("6-10") == [6, 7, 8, 9, 10]
+    assert ev.folds_arg("1,3,5-6") == [1, 3, 5, 6]
     for bad in ("0", "5-3", "a", "1-"):
-        with pytest.raises(Exception, match="fold"):
-            ev.parse_folds(bad)
+        with pytest.raises(argparse.ArgumentTypeError, match="fold"):
+            ev.folds_arg(bad)
 
 
 @needs_lfw
