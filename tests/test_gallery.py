@@ -176,7 +176,7 @@ def test_forget_overwrites_the_deleted_bytes(state_dir: Path, monkeypatch: pytes
     blob = to_int8(secret)[0].tobytes()
     data = (state_dir / "gallery.sqlite3").read_bytes()
     assert blob in data and b"Erase Me" in data
-    g.forget("erase me")
+    g.forget("Erase Me")
     g.close()
     data = (state_dir / "gallery.sqlite3").read_bytes()
     assert blob not in data and b"Erase Me" not in data
