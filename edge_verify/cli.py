@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_daemon import tau_value
 from .errors import EdgeVerifyError, EnrolmentError, ImageError, NoFaceError, QualityError
 
 log = logging.getLogger("edge_verify")
@@ -25,22 +26,12 @@ log = logging.getLogger("edge_verify")
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
 
-def tau_arg(text: str) -> float:
-    """argparse type for a tau option: ``edge_verify.validate.check_tau`` with argparse's error."""
-    from .validate import check_tau
-
-    try:
-        return check_tau(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and state")
     g.add_argument("--state-dir", type=Path, help="where the gallery lives (default: $EDGE_VERIFY_STATE_DIR, "
                    "else $STATE_DIRECTORY, else ~/.local/share/edge-verify)")
     g.add_argument("--model", help="bundled encoder name or a .tflite path (default: sface-int8)")
-    g.add_argument("--tau", type=tau_arg, help="distance threshold, 0 < tau < 4; default: the model's manifest")
+    g.add_argument("--tau", type=tau_value, help="distance threshold, 0 < tau < 4; default: the model's manifest")
     g.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
     g.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
 
@@ -102,8 +93,11 @@ def _verifier(args: argparse.Namespace, create_gallery: bool = False) -> Any:
     """A FaceVerifier; only enrolment creates a gallery (a mistyped --state-dir must not make one)."""
     from .pipeline import FaceVerifier
 
-    return FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
-                        create_gallery=create_gallery)
+    fv = FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
+                      create_gallery=create_gallery)
+    if warning := fv.manifest.tau_warning(fv.tau):
+        log.warning("%s", warning)
+    return fv
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:

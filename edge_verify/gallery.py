@@ -121,7 +121,8 @@ class Gallery:
             return GalleryError(f"gallery {self.path} is unreadable ({text}); it was left untouched: move it away "
                                 "(keep the copy) to start an empty gallery")
         if code == sqlite3.SQLITE_FULL:
-            return GalleryError(f"gallery {self.path}: cannot {doing}: the disk is full; nothing was changed")
+            return GalleryError(f"gallery {self.path}: cannot {doing}: the disk is full; nothing was changed",
+                                transient=True)
         if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
             return GalleryError(f"gallery {self.path}: cannot {doing}: {text} (check the file's owner and mode)")
         return GalleryError(f"gallery {self.path}: cannot {doing}: {text}")

@@ -31,7 +31,7 @@ from .imageio import read_image
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
 from .models import Manifest, resolve_encoder
 from .quality import Quality, QualityThresholds, assess
-from .validate import check_tau, tau_warning
+from .validate import check_tau
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,13 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _checked_tau(tau: float, manifest: Manifest) -> float:
+def _checked_tau(tau: float) -> float:
+    """tau from a caller: finite and 0 < tau < 4 (ConfigError); whether it is looser than the model was
+    calibrated for is said by the caller (``manifest.tau_warning``), once."""
     try:
-        value = check_tau(tau)
+        return check_tau(tau)
     except ValueError as exc:
         raise ConfigError(f"tau {exc}") from None
-    warning = tau_warning(value, manifest.tau, manifest.tau_far)
-    if warning:
-        log.warning("%s", warning)
-    return value
 
 
 def _name(image: ImageLike) -> str:
@@ -102,7 +100,7 @@ class FaceVerifier:
         self.manifest: Manifest = resolve_encoder(model)
         self.embedder = Embedder(self.manifest.model_path, num_threads)
         self.detector = detector or FaceDetector()
-        self.tau = self.manifest.tau if tau is None else _checked_tau(tau, self.manifest)
+        self.tau = self.manifest.tau if tau is None else _checked_tau(tau)
         self.quality_limits = quality or QualityThresholds()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.create_gallery = create_gallery

@@ -1,7 +1,9 @@
-"""Checks of numbers that come from users (the CLI, the config file), shared so both agree.
+"""Checks of numbers that come from callers (the Python API, the converter's settings), in Core so that
+every layer can use them.
 
 Pure: each check returns the clean value or raises ``ValueError`` with a one-line reason that the
-caller wraps (argparse's type error, ``ConfigError`` naming the key).
+caller wraps (argparse's type error, ``ConfigError`` naming the key). Whether a tau is looser than
+the model was calibrated for is ``Manifest.tau_warning``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,3 @@ def check_tau(value: object) -> float:
                          "between encodings lie in [0, 4]")
     return tau
 
-
-def tau_warning(tau: float, calibrated_tau: float, calibrated_far: float | None = None) -> str | None:
-    """A one-line warning when ``tau`` is looser than the model's loosest calibrated point, else None."""
-    if tau <= calibrated_tau:
-        return None
-    far = f" (false match rate {calibrated_far:g})" if calibrated_far is not None else ""
-    return (f"tau {tau:g} is looser than the model's loosest calibrated point, tau {calibrated_tau:g}{far}: "
-            "more impostors will be accepted than the model was measured for")

@@ -1,16 +1,15 @@
-"""tau from users: one check for the CLI and the config (finite, 0 < tau < 4), and a warning when it
-is looser than the model was calibrated for."""
+"""tau from users: finite and 0 < tau < 4 on the CLI and in the Python API, and a warning when it is
+looser than the model was calibrated for."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
 
 from edge_verify.cli import main
 from edge_verify.errors import ConfigError
-from edge_verify.validate import check_tau, finite_float, tau_warning
+from edge_verify.validate import check_tau, finite_float
 
 from .conftest import lfw_photo
 
@@ -33,13 +32,6 @@ def test_finite_float() -> None:
         finite_float(float("nan"))
 
 
-def test_looser_tau_warns() -> None:
-    assert tau_warning(1.0, 1.356) is None and tau_warning(1.356, 1.356) is None
-    text = tau_warning(2.0, 1.356, 0.001)
-    assert text is not None and "looser than the model's loosest calibrated point, tau 1.356" in text
-    assert "0.001" in text
-
-
 @pytest.mark.parametrize("bad", ["100", "inf", "nan", "-0.5"])
 def test_cli_refuses_bad_tau(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
@@ -49,11 +41,21 @@ def test_cli_refuses_bad_tau(bad: str, tmp_path: Path, capsys: pytest.CaptureFix
     assert "argument --tau:" in capsys.readouterr().err
 
 
-def test_verifier_refuses_nan_and_warns_when_looser(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_verifier_refuses_nan_and_inf(tmp_path: Path) -> None:
     from edge_verify.pipeline import FaceVerifier
 
-    with pytest.raises(ConfigError, match="tau must be a finite number"):
-        FaceVerifier(state_dir=tmp_path, tau=float("nan"))
-    with caplog.at_level(logging.WARNING):
-        fv = FaceVerifier(state_dir=tmp_path, tau=2.0)
-    assert fv.tau == 2.0 and "looser than the model's loosest calibrated point" in caplog.text
+    for bad in (float("nan"), float("inf"), 100.0):
+        with pytest.raises(ConfigError, match="tau must be"):
+            FaceVerifier(state_dir=tmp_path, tau=bad)
+    assert FaceVerifier(state_dir=tmp_path, tau=2.0).tau == 2.0
+
+
+def test_cli_warns_when_tau_is_looser_than_calibrated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = str(lfw_photo("Tony_Blair", 18))
+    assert main(["enroll", "tony", photo, "--state-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--claim", "tony", photo, "--tau", "2.0", "--state-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: tau 2.0000 is looser than the model's loosest calibrated point" in err
+    assert main(["verify", "--claim", "tony", photo, "--tau", "1.0", "--state-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
