@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from .config import AT_END, CAMERA_TYPES, MODES, TAU_MAX, Config
+from . import validate
+from .config import AT_END, CAMERA_TYPES, MODES, Config
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,20 +39,17 @@ def _overrides(p: argparse.ArgumentParser) -> None:
 def finite_float(text: str) -> float:
     """argparse type: a finite number (nan and inf would switch off every comparison made with them)."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
+        return validate.finite_float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def tau_value(text: str) -> float:
     """argparse type: a distance threshold, 0 < tau < 4 (squared L2 between unit vectors)."""
-    value = finite_float(text)
-    if not 0 < value < TAU_MAX:
-        raise argparse.ArgumentTypeError(f"must be > 0 and < {TAU_MAX:g}, got {text!r}")
-    return value
+    try:
+        return validate.check_tau(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,6 @@ file, by default ``mqtt-password`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``Load
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import socket
 import tomllib
@@ -20,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 from .quality import QualityThresholds
+from .validate import TAU_MAX, finite_float
 
 DEFAULT_CONFIG_PATHS = ("/etc/edge-verify/config.toml",)
 CREDENTIAL_NAME = "mqtt-password"
@@ -32,7 +32,6 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
 MODES: tuple[str, ...] = get_args(Mode)
 AT_END: tuple[str, ...] = get_args(AtEnd)
-TAU_MAX = 4.0  # squared L2 between unit vectors lies in [0, 4]: a tau of 4 or more accepts everyone
 
 _QUALITY = QualityThresholds()  # the quality gate's defaults live in quality.py, and only there
 
@@ -222,12 +221,10 @@ def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:
     elif base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: must be a number, got {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:
-            raise ConfigError(f"{key}: must be a finite number, got an integer of {len(str(value))} digits") from None
-        if not math.isfinite(value):  # nan would silently switch off every comparison made with it
-            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        try:  # nan would silently switch off every comparison made with it
+            value = finite_float(value)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
     elif base is str and not isinstance(value, str):
         raise ConfigError(f"{key}: must be a string, got {value!r}")
     if choices and value not in choices:

@@ -109,3 +109,29 @@ def test_full_disk_mid_run_keeps_decisions_and_numbers(small_disk: Path, enrolle
     assert d.wait(60) == 0, d.log
     assert json.loads(sub.on("edge-verify/door-test/state")[-1])["lost"] == 0
     sub.close()
+
+
+@pytest.mark.slow
+@needs_model
+def test_a_gallery_locked_at_start_is_waited_for(enrolled_state: Path, tmp_path: Path) -> None:
+    """Another process holds the gallery longer than SQLite's busy timeout (10 s): the daemon waits,
+    says so, and starts serving when the lock goes; it does not exit 2 (which systemd would not
+    restart)."""
+    import sqlite3
+
+    state = copy_state(enrolled_state, tmp_path / "state")
+    cam = make_visits(tmp_path / "cam", VISITS[:1], blanks=2)
+    lock = sqlite3.connect(state / "gallery.sqlite3", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    d = DaemonProc("run", "--camera", "directory", "--source", str(cam), "--no-mqtt", "--state-dir", str(state),
+                   "--at-end", "wait")
+    try:
+        assert d.wait_log("gallery: ", 60) and d.wait_log("retrying", 60), d.log
+        assert "locked" in d.log and d.proc.poll() is None
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert d.wait_log("ready: first frame", 120), d.log
+    assert d.wait_log("event granted person='Tony_Blair'", 60), d.log
+    d.proc.terminate()
+    assert d.wait(60) == 0, d.log

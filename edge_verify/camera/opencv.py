@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from .base import CameraError, Frame, FrameSource, release_capture
+
+log = logging.getLogger(__name__)
 
 
 class OpenCVSource(FrameSource):
@@ -32,7 +35,12 @@ class OpenCVSource(FrameSource):
             self._cap.set(cv2.CAP_PROP_FPS, self.fps)
 
     def read(self) -> Frame | None:
-        ok, image = self._cap.read()
+        from ..imageio import decoder_messages
+
+        with decoder_messages() as noise:  # libjpeg's warnings on MJPEG cameras stay off stderr
+            ok, image = self._cap.read()
+        if noise:
+            log.debug("camera %s: %s", self.source, "; ".join(noise)[:300])
         if not ok or image is None:
             raise CameraError(f"no frame from {self.source}")
         return self._frame(image, time.monotonic(), self.source)
