@@ -75,8 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     _common(q)
 
+    q = psub.add_parser("schedule", help="show, set or clear when a person may be granted (docs/DOOR.md)")
+    q.add_argument("name")
+    q.add_argument("windows", nargs="?", help="weekly windows in local time, e.g. \"Mon-Fri 07:00-19:00; Sat "
+                   "09:00-13:00\"; \"any\" removes the windows")
+    q.add_argument("--from", dest="valid_from", metavar="DATE", help="valid from YYYY-MM-DD[THH:MM]; '' removes it")
+    q.add_argument("--until", dest="valid_until", metavar="DATE", help="valid through YYYY-MM-DD (or until "
+                   "YYYY-MM-DDTHH:MM); '' removes it")
+    q.add_argument("--clear", action="store_true", help="remove every restriction")
+    _common(q)
+
     p = sub.add_parser("doctor", help="versions, interpreter, model self-test, cameras")
     _common(p)
+
+    p = sub.add_parser("keys", help="the device's event-signing key")
+    ksub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = ksub.add_parser("show", help="print the public key as one line of base64 (made if missing)")
+    q.add_argument("--state-dir", type=Path, help="where the key lives (as for the other commands)")
+    q.add_argument("--json", action="store_true", help="{\"key_id\": ..., \"public_key\": ...}")
+    q.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    sub.add_parser("door", help="the lock controller: signed events to a relay (edge-verify door --help)",
+                   add_help=False)
 
     from . import cli_daemon
 
@@ -167,6 +187,8 @@ def cmd_people(args: argparse.Namespace) -> int:
     from .models import resolve_encoder
 
     gallery = Gallery(args.state_dir or default_state_dir(), resolve_encoder(args.model).sha256, create=False)
+    if args.action == "schedule":
+        return _schedule(gallery, args)
     if args.action == "forget":
         name = gallery.resolve(args.name) or args.name.strip()
         n = gallery.forget(args.name)
@@ -183,6 +205,35 @@ def cmd_people(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _schedule(gallery: Any, args: argparse.Namespace) -> int:
+    from .access import AccessRule, format_schedule, format_when, make_rule
+
+    rule = gallery.access(args.name)
+    if args.clear or args.windows is not None or args.valid_from is not None or args.valid_until is not None:
+        old = AccessRule() if args.clear else rule
+        windows = None if args.windows is None else ("" if args.windows.strip().lower() == "any" else args.windows)
+        rule = make_rule(
+            format_schedule(old.windows) if windows is None else windows,
+            (format_when(old.valid_from) if old.valid_from else None) if args.valid_from is None else args.valid_from,
+            (format_when(old.valid_until, end=True) if old.valid_until else None) if args.valid_until is None
+            else args.valid_until)
+        gallery.set_access(args.name, rule)
+    print(f"{gallery.resolve(args.name) or args.name.strip()}: {rule.describe()}")
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .signing import Signer
+    from .statedir import default_state_dir
+
+    signer = Signer.load_or_create(args.state_dir or default_state_dir())
+    if args.json:
+        print(json.dumps({"key_id": signer.key_id, "public_key": signer.public_b64()}))
+    else:
+        print(signer.public_b64())
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
@@ -190,7 +241,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify, "embed": cmd_embed,
-            "people": cmd_people, "doctor": cmd_doctor}
+            "people": cmd_people, "doctor": cmd_doctor, "keys": cmd_keys}
 
 
 def _setup_logging(debug: bool, command: bool) -> None:
@@ -200,6 +251,11 @@ def _setup_logging(debug: bool, command: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["door"]:  # the lock controller runs with no model: none of the face layers are loaded
+        from .door.cli import main as door_main
+
+        return door_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))

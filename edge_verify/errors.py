@@ -64,3 +64,11 @@ class StateError(EdgeVerifyError):
 
 class ConfigError(EdgeVerifyError):
     """A configuration file or value is wrong."""
+
+
+class ScheduleError(EdgeVerifyError):
+    """An access schedule or validity date cannot be parsed."""
+
+
+class SigningError(EdgeVerifyError):
+    """The device signing key cannot be read or made, or a public key is malformed."""

@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .decision import Verdict
+
+if TYPE_CHECKING:
+    from .signing import Signer
 
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("granted", "denied", "unknown_face", "error")
@@ -74,12 +77,15 @@ def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None
     }
 
 
-def finalize(event: dict[str, Any], *, delayed: bool, now: float, stale_after_s: float) -> bytes:
+def finalize(event: dict[str, Any], *, delayed: bool, now: float, stale_after_s: float,
+             signer: Signer | None = None) -> bytes:
     """The payload for one send: ``delayed`` as given, ``stale`` when ``now`` is over ``stale_after_s``
-    after the decision."""
+    after the decision; signed (``key_id``, ``sig``) last, over these final values, by ``signer``."""
     out = dict(event)
     out["delayed"] = bool(delayed)
     out["stale"] = now - parse_iso_utc(event["ts"]) > stale_after_s
+    if signer is not None:
+        out = signer.sign(out)
     return json.dumps(out, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .access import AccessRule, format_schedule, format_when, make_rule
 from .errors import GalleryBusyError, GalleryError, NoGalleryError, UnknownPersonError
 from .match import from_int8, to_int8
 from .statedir import default_state_dir, private_file
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS templates (
     model_sha256 TEXT NOT NULL,
     created TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
+-- access rules (edge_verify/access.py): added to older galleries when they are opened
+CREATE TABLE IF NOT EXISTS access_rules (
+    person_id INTEGER PRIMARY KEY REFERENCES people(id) ON DELETE CASCADE,
+    valid_from TEXT, valid_until TEXT, schedule TEXT);
 """
 
 
@@ -287,3 +292,33 @@ class Gallery:
         m = GalleryMatrix(names, owner, from_int8(q))
         self._cache = (stamp, m)
         return m
+
+    # -- access rules: stored here, evaluated by edge_verify/access.py ---------------------------------
+    def set_access(self, name: str, rule: AccessRule) -> None:
+        """Replace ``name``'s access rule (an unrestricted rule removes it)."""
+        found = self._find(name)
+        if found is None:
+            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        if rule.unrestricted:
+            self._execute("DELETE FROM access_rules WHERE person_id = ?", (found[0],))
+            return
+        self._execute(
+            "INSERT OR REPLACE INTO access_rules(person_id, valid_from, valid_until, schedule) VALUES (?, ?, ?, ?)",
+            (found[0], format_when(rule.valid_from) if rule.valid_from else None,
+             format_when(rule.valid_until, end=True) if rule.valid_until else None,
+             format_schedule(rule.windows) if rule.windows else None))
+
+    def access(self, name: str) -> AccessRule:
+        """``name``'s access rule; unrestricted when none is set. UnknownPersonError when not enrolled."""
+        found = self._find(name)
+        if found is None:
+            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        rows = self._execute("SELECT schedule, valid_from, valid_until FROM access_rules WHERE person_id = ?",
+                             (found[0],))
+        return make_rule(*rows[0]) if rows else AccessRule()
+
+    def access_rules(self) -> dict[str, AccessRule]:
+        """Every restricted person's rule, by name (people not listed may enter at any time)."""
+        rows = self._execute("SELECT p.name, a.schedule, a.valid_from, a.valid_until FROM access_rules a "
+                             "JOIN people p ON p.id = a.person_id")
+        return {str(n): make_rule(*rest) for n, *rest in rows}

@@ -39,6 +39,7 @@ from . import events
 from .claims import ClaimError, parse_claim
 from .config import Config
 from .outbox import Outbox
+from .signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class MqttLink:
 
     def __init__(self, cfg: Config, outbox: Outbox | None, *, on_claim: Callable[[str, float], None] | None = None,
                  state: Callable[[], dict[str, Any]] | None = None,
-                 on_quarantine: Callable[[int, str], None] | None = None) -> None:
+                 on_quarantine: Callable[[int, str], None] | None = None, signer: Signer | None = None) -> None:
         self.cfg, self.outbox = cfg, outbox
         self.device_id = cfg.device_id
         self.base = f"{cfg.mqtt.topic_prefix}/{self.device_id}"
@@ -100,7 +101,7 @@ class MqttLink:
         self.t_claim = f"{self.base}/cmd/claim"
         self.t_ha_status = f"{cfg.mqtt.discovery_prefix}/status"
         self.t_discovery = f"{cfg.mqtt.discovery_prefix}/device/{self.device_id}/config"
-        self.on_claim, self.state, self.on_quarantine = on_claim, state, on_quarantine
+        self.on_claim, self.state, self.on_quarantine, self.signer = on_claim, state, on_quarantine, signer
         self._lock = threading.Lock()  # guards the maps below; never held while calling into paho
         self._inflight: dict[int, paho.MQTTMessageInfo] = {}  # seq -> its publish, until is_published()
         self._connected_since = math.inf  # time.time() of the current connection's CONNACK
@@ -346,7 +347,7 @@ class MqttLink:
         for p in outbox.pending(limit=room, exclude=busy):
             try:
                 payload = events.finalize(p.event, delayed=p.created < self._connected_since, now=time.time(),
-                                          stale_after_s=self.cfg.outbox.stale_after_s)
+                                          stale_after_s=self.cfg.outbox.stale_after_s, signer=self.signer)
             except (ValueError, TypeError, KeyError) as e:  # a bad row never blocks the ones behind it
                 self._quarantine(p.seq, f"cannot be sent: {type(e).__name__}: {e}")
                 continue
@@ -375,7 +376,8 @@ class MqttLink:
         client = self._client
         if self.state is None or client is None or not client.is_connected():
             return
-        client.publish(self.t_state, json.dumps(self.state(), separators=(",", ":")), qos=1, retain=True)
+        state = self.state() | ({"key_id": self.signer.key_id} if self.signer else {})
+        client.publish(self.t_state, json.dumps(state, separators=(",", ":")), qos=1, retain=True)
 
     def publish_telemetry(self, data: dict[str, Any]) -> None:
         client = self._client
