@@ -183,9 +183,10 @@ class Daemon:
             self.link = self._given_link
         elif cfg.mqtt.enabled:
             from .mqtt import MqttLink
+            from .signing import Signer
 
             self.link = MqttLink(cfg, None, on_claim=self.claims.put, state=self.state,
-                                 on_quarantine=self._on_quarantine)
+                                 on_quarantine=self._on_quarantine, signer=Signer.load_or_create(cfg.state_path))
         else:
             self.link = NullLink()
         self.link.start()
