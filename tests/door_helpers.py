@@ -96,7 +96,11 @@ class Publisher:
         if ca_file:
             self.client.tls_set(ca_certs=ca_file, certfile=cert, keyfile=key)
         self.connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and self.connected.set()
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            if not rc.is_failure:
+                self.connected.set()
+
+        self.client.on_connect = on_connect
         self.client.connect_async(host, port, keepalive=10)
         self.client.loop_start()
         if not self.connected.wait(timeout):

@@ -139,3 +139,38 @@ def test_mqtt_link_sends_signed_events_and_key_id_in_state(tmp_path: Path) -> No
         link.stop(1.0)
         ob.close()
         b.stop()
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+def test_example_subscriber_checks_signatures(tmp_path: Path) -> None:
+    """examples/verify_events.py, standalone (paho + cryptography only), agrees with signing.py."""
+    import subprocess
+    import sys
+
+    from tests.door_helpers import FakeVerifier, Publisher
+
+    from .conftest import REPO
+
+    b = Broker(tmp_path / "broker").start()
+    cam, other = FakeVerifier("cam1"), FakeVerifier("cam1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "verify_events.py"), "--broker",
+                             f"{b.host}:{b.port}", "--key", f"cam1={cam.signer.public_b64()}", "--count", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None and "listening" in proc.stderr.readline()
+        forged = cam.event("denied", None)
+        forged["event_type"] = "granted"
+        unsigned = cam.event()
+        del unsigned["sig"]
+        pub = Publisher(b.host, b.port)
+        for payload in [cam.payload("granted", "Zoë"), json.dumps(forged).encode(), other.payload(),
+                        json.dumps(unsigned).encode()]:
+            pub.publish("edge-verify/cam1/event", payload)
+        pub.close()
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        b.stop()
+    lines = out.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "valid", "REFUSED bad signature", f"REFUSED key {other.signer.key_id} is not cam1's", "REFUSED unsigned"]
