@@ -165,13 +165,7 @@ class Config:
 
     def password(self) -> str | None:
         """The MQTT password from its file (``ConfigError`` when the file is named but unreadable)."""
-        path = password_path(self.mqtt.password_file)
-        if path is None:
-            return None
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ConfigError(f"mqtt.password_file: cannot read {path}: {e.strerror}") from None
+        return read_password(self.mqtt.password_file)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,6 +200,17 @@ def _unpack(typ: Any) -> tuple[Any, bool, tuple[str, ...] | None]:
     if get_origin(typ) is Literal:
         return str, optional, tuple(get_args(typ))
     return typ, optional, None
+
+
+def read_password(password_file: str) -> str | None:
+    """The MQTT password from :func:`password_path` (``ConfigError`` when named but unreadable)."""
+    path = password_path(password_file)
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"mqtt.password_file: cannot read {path}: {e.strerror}") from None
 
 
 def _convert(key: str, value: Any, typ: Any, meta: dict[str, Any]) -> Any:

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from . import events
 from .claims import ClaimError, parse_claim
 from .config import Config
+from .mqtt_client import make_client
 from .outbox import Outbox
 from .signing import Signer
 
@@ -163,14 +164,7 @@ class MqttLink:
 
     def _make_client(self) -> paho.Client:
         m = self.cfg.mqtt
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=True,
-                        protocol=paho.MQTTv311)
-        c.will_set(self.t_availability, "offline", qos=1, retain=True)
-        if m.username:
-            c.username_pw_set(m.username, self.cfg.password())
-        if m.tls:
-            c.tls_set(ca_certs=m.ca_file or None, certfile=m.cert_file or None, keyfile=m.key_file or None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c = make_client(m, self.cfg.client_id, self.t_availability, self.cfg.password() if m.username else None)
         c.max_inflight_messages_set(m.max_inflight + 10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect

@@ -78,13 +78,14 @@ def test_valid_granted_gives_exactly_one_pulse(broker: Broker, door: DoorControl
     sub = Subscriber(broker.host, broker.port, ["edge-verify/front/#"])
     pub = Publisher(broker.host, broker.port)
     try:
+        assert sub.wait(lambda: bool(sub.on("edge-verify/front/lock")))  # retained: subscribed
         pub.publish(EVENT, cam1.payload("granted", "alice"))
         pin = relay_pin(mock_pins)
         assert wait_for(lambda: pin.state)
         assert wait_for(lambda: not pin.state)
         time.sleep(0.2)
         assert len(pulses(pin)) == 1
-        assert UNLOCK_S - 0.02 <= pulses(pin)[0] <= UNLOCK_S + 0.5
+        assert UNLOCK_S - 0.02 <= pulses(pin)[0] <= UNLOCK_S + 1.0  # (slack for a loaded machine)
         assert door.lock.unlocks == 1 and door.accepted == 1 and not door.refused
         assert sub.wait(lambda: [m["state"] for m in sub.json("edge-verify/front/lock")][-2:] ==
                         ["unlocked", "locked"])
@@ -224,14 +225,15 @@ def _raw(cfg: door_config.DoorConfig) -> dict[str, Any]:
 
 
 def test_door_contact_alarms(broker: Broker, tmp_path: Path, cam1: FakeVerifier, mock_pins: Any) -> None:
-    cfg = make_cfg(broker, tmp_path / "s", cam1)
+    cfg = make_cfg(broker, tmp_path / "s", cam1, unlock_s=30.0)
     cfg = door_config.parse({**_raw(cfg), "contact": {"pin": "GPIO27", "held_open_s": 0.3, "bounce_s": 0}})
     contact = mock_pins.pin(27)
     c = DoorController(cfg)
     c.start()
-    sub = Subscriber(broker.host, broker.port, ["edge-verify/front/alarm", "edge-verify/front/lock"])
     try:
         assert c.wait_connected(10)
+        sub = Subscriber(broker.host, broker.port, ["edge-verify/front/alarm", "edge-verify/front/lock"])
+        assert sub.wait(lambda: bool(sub.on("edge-verify/front/lock")))  # retained: subscribed
         contact.drive_low()  # shut
         assert c.lock.door_open is False
         contact.drive_high()  # opened while locked: forced
@@ -246,8 +248,8 @@ def test_door_contact_alarms(broker: Broker, tmp_path: Path, cam1: FakeVerifier,
         assert sub.wait(lambda: sub.json("edge-verify/front/lock")[-1]["door"] == "closed")
         disc = c.discovery_payload()["cmps"]
         assert disc["door"]["device_class"] == "door" and disc["lock"]["p"] == "lock"
-    finally:
         sub.close()
+    finally:
         c.stop()
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import ssl
 import threading
 import time
 from collections import Counter
@@ -24,10 +23,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
-from ..config import password_path
-from ..errors import ConfigError
+from ..config import read_password
+from ..mqtt_client import make_client
 from .config import REPLAY_FILE, DoorConfig
 from .gate import Gate, Verdict
 from .lock import ALARMS, Lock
@@ -89,18 +87,8 @@ class DoorController:
     # -- setup ----------------------------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         m = self.cfg.mqtt
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=True,
-                        protocol=paho.MQTTv311)
-        c.will_set(self.t_availability, "offline", qos=1, retain=True)
-        if m.username:
-            path = password_path(m.password_file)
-            try:
-                c.username_pw_set(m.username, path.read_text(encoding="utf-8").strip() if path else None)
-            except OSError as e:
-                raise ConfigError(f"mqtt.password_file: cannot read {path}: {e.strerror}") from None
-        if m.tls:
-            c.tls_set(ca_certs=m.ca_file or None, certfile=m.cert_file or None, keyfile=m.key_file or None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c = make_client(m, self.cfg.client_id, self.t_availability,
+                        read_password(m.password_file) if m.username else None)
         c.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_message, c.on_connect_fail = self._on_message, self._on_connect_fail
