@@ -42,7 +42,7 @@ def test_templates_are_128_bytes_and_no_image_is_stored(state_dir: Path) -> None
     (blob,) = con.execute("SELECT embedding FROM templates").fetchone()
     assert len(blob) == 128
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "people", "templates"}
+    assert tables == {"meta", "people", "templates", "access_rules"}  # access_rules: times, no biometrics
 
 
 def test_file_is_private(state_dir: Path) -> None:
