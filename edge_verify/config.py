@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
-from .quality import QualityThresholds
+from .thresholds import QualityThresholds
 from .validate import TAU_MAX, finite_float
 
 DEFAULT_CONFIG_PATHS = ("/etc/edge-verify/config.toml",)

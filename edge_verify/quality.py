@@ -10,20 +10,13 @@ import numpy as np
 
 from .align import TEMPLATE_112
 from .detect import Face
+from .thresholds import QualityThresholds
+
+__all__ = ["Quality", "QualityThresholds", "assess", "pose", "sharpness"]
 
 # nose height between the eyes (0) and the mouth (1) on a frontal face, from the template
 _FRONTAL_NOSE = float((TEMPLATE_112[2, 1] - TEMPLATE_112[:2, 1].mean()) /
                       (TEMPLATE_112[3:, 1].mean() - TEMPLATE_112[:2, 1].mean()))
-
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    min_face: float = 32.0  # px, the smaller side of the box
-    min_sharpness: float = 12.0  # variance of the Laplacian of the aligned grey crop
-    max_yaw: float = 40.0  # degrees, estimated from the landmarks
-    max_pitch: float = 35.0
-    max_roll: float = 45.0
-    min_score: float = 0.6
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,16 @@ import pytest
 from edge_verify.door import config as door_config
 from edge_verify.door.controller import DoorController
 from edge_verify.signing import Signer
-from tests.broker import Broker, find_mosquitto
+from tests.broker import Broker
+from tests.conftest import needs_broker
 from tests.door_helpers import FakeVerifier, Publisher, mock_pins, pulses, wait_for
 from tests.mqtt_helpers import Subscriber
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+pytestmark = needs_broker  # the broker fixture is conftest's
 __all__ = ["mock_pins"]  # the fixture, imported for pytest
 
 UNLOCK_S = 0.3
 EVENT = "edge-verify/cam1/event"
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture()
