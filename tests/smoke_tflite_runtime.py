@@ -36,9 +36,10 @@ def test_installed_daemon_parts_load_without_extras() -> None:
     import tomllib
     from importlib import resources
 
-    from edge_verify import config, daemon  # noqa: F401  (imports paho, the camera sources, sqlite)
+    from edge_verify import config, daemon, mqtt, signing  # noqa: F401  (paho, cameras, sqlite, cryptography)
 
     cfg = config.parse(tomllib.loads(config.default_config_text()))
     assert cfg.model.threads >= 1 and cfg.quality.detect_max_side == 320
     schema = json.loads((resources.files("edge_verify") / "schemas" / "event-v1.json").read_text())
-    assert "event_type" in schema["properties"]
+    assert "event_type" in schema["properties"] and "sig" in schema["properties"]
+    assert len(signing.Signer.generate().sign({"a": 1})["sig"]) == 88
