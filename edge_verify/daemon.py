@@ -179,19 +179,26 @@ class Daemon:
         self.sink.device_id, self.sink.mode = cfg.device_id, cfg.device.mode
         self._load_verifier()
         assert self.verifier is not None
+        mqtt_link = None
         if self._given_link is not None:
             self.link = self._given_link
         elif cfg.mqtt.enabled:
             from .mqtt import MqttLink
-            from .signing import Signer
 
-            self.link = MqttLink(cfg, None, on_claim=self.claims.put, state=self.state,
-                                 on_quarantine=self._on_quarantine, signer=Signer.load_or_create(cfg.state_path))
+            self.link = mqtt_link = MqttLink(cfg, None, on_claim=self.claims.put, state=self.state,
+                                             on_quarantine=self._on_quarantine)
         else:
             self.link = NullLink()
         self.link.start()
         if self._retry("state directory", lambda: check_state_dir(cfg.state_path)) is None:
             return False
+        if mqtt_link is not None:  # events are signed at each send; the outbox (so any send) comes later
+            from .signing import Signer
+
+            signer = self._retry("signing key", lambda: Signer.load_or_create(cfg.state_path))
+            if signer is None:
+                return False
+            mqtt_link.attach_signer(signer)
         people = self._retry("gallery", self.verifier.check_gallery)
         if people is None:
             return False

@@ -132,6 +132,11 @@ class MqttLink:
         for t in self._threads:
             t.start()
 
+    def attach_signer(self, signer: Signer) -> None:
+        """The device key, loaded once the state directory is usable: events are signed from now on."""
+        self.signer = signer
+        self.publish_state()
+
     def attach_outbox(self, outbox: Outbox) -> None:
         """The outbox opened after the link started (it was waiting for a full disk or a lock)."""
         self.outbox = outbox

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import SigningError
-from .statedir import private_file
+from .statedir import _transient as transient  # a full disk, an I/O error: the daemon retries
 
 KEY_FILE = "signing-key.pem"
 CREDENTIAL_NAME = "signing-key"
@@ -97,15 +97,19 @@ class Signer:
         signer = cls.generate()
         pem = signer._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption())
-        try:
-            private_file(path)
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-            with os.fdopen(fd, "wb") as f:
+        tmp = path.with_name(path.name + ".tmp")
+        try:  # whole or absent: written aside (0600), synced, then renamed into place
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)
+            with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as f:
                 f.write(pem)
                 f.flush()
                 os.fsync(f.fileno())
+            os.replace(tmp, path)
         except OSError as e:
-            raise SigningError(f"cannot write the device key {path}: {e.strerror or e}") from None
+            tmp.unlink(missing_ok=True)
+            raise SigningError(f"cannot write the device key {path}: {e.strerror or e}",
+                               transient=transient(e)) from None
         return signer
 
     def public_b64(self) -> str:
@@ -123,7 +127,7 @@ def _read_private(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise SigningError(f"cannot read the device key {path}: {e.strerror or e}") from None
+        raise SigningError(f"cannot read the device key {path}: {e.strerror or e}", transient=transient(e)) from None
     try:
         if len(data) == 32:
             return Ed25519PrivateKey.from_private_bytes(data)

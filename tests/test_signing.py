@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import stat
 import time
 from pathlib import Path
@@ -174,3 +175,19 @@ def test_example_subscriber_checks_signatures(tmp_path: Path) -> None:
     lines = out.strip().splitlines()
     assert [line.split(": ")[1] for line in lines] == [
         "valid", "REFUSED bad signature", f"REFUSED key {other.signer.key_id} is not cam1's", "REFUSED unsigned"]
+
+
+def test_a_key_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while the key is written: a transient error (the daemon waits), no partial key left."""
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(SigningError, match="No space left") as info:
+        Signer.load_or_create(tmp_path / "state", credentials_dir="")
+    assert info.value.transient
+    assert list((tmp_path / "state").iterdir()) == []
+    monkeypatch.undo()
+    assert Signer.load_or_create(tmp_path / "state", credentials_dir="").key_id
