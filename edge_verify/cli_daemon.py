@@ -125,6 +125,13 @@ def check_config(args: argparse.Namespace) -> int:
         return 0
     cfg = config_from_args(args)
     cfg.password()  # readable when named
+    from .access import local_zone
+    from .errors import ScheduleError
+
+    try:
+        local_zone(cfg.access.timezone)
+    except ScheduleError as e:
+        raise ConfigError(f"access.timezone: {e}") from None
     state = cfg.state_path
     if state.exists() and not (state.is_dir() and os.access(state, os.W_OK | os.X_OK)):
         raise ConfigError(f"device.state_dir: not a writable directory: {state}")

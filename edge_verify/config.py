@@ -130,6 +130,14 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class AccessConfig:
+    timezone: str = ""  # IANA zone the schedules are read in; "" = $TZ, else /etc/localtime
+    tamper_events: int = _f(5, min=0)  # this many unknown_face/denied/spoof events ...
+    tamper_window_s: float = _f(60.0, gt=0)  # ... within this many seconds give a tamper alert (0 events: off)
+    tamper_lockout_s: float = _f(0.0, min=0)  # after an alert, refuse every grant this long (0: alert only)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: LogLevel = "INFO"
 
@@ -143,6 +151,7 @@ class Config:
     decision: DecisionConfig = DecisionConfig()
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
+    access: AccessConfig = AccessConfig()
     log: LogConfig = LogConfig()
 
     @property

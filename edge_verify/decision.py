@@ -39,11 +39,12 @@ class Vote:
 class Verdict:
     """A decision to publish."""
 
-    event_type: str  # granted | denied | unknown_face | error
+    event_type: str  # granted | denied | unknown_face | spoof | tamper | error
     person: str | None
     distance: float | None
     frames: int
     reason: str | None = None
+    liveness: float | None = None  # mean liveness score of the agreeing frames, when computed
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Access events, schema v1 (``edge_verify/schemas/event-v1.json``).
+"""Access events, schema 2 (``edge_verify/schemas/event-v2.json``; ``event-v1.json`` is kept for reference:
+schema 2 adds the event types ``spoof`` and ``tamper`` and the fields ``liveness`` and ``security``).
 
 An event is built when the decision window decides, stored in the outbox (which gives it its ``seq``),
 and finalised at each send (``delayed``, ``stale``). It never holds an image or a face encoding.
@@ -20,8 +21,9 @@ from .decision import Verdict
 if TYPE_CHECKING:
     from .signing import Signer
 
-SCHEMA_VERSION = 1
-EVENT_TYPES = ("granted", "denied", "unknown_face", "error")
+SCHEMA_VERSION = 2
+EVENT_TYPES = ("granted", "denied", "unknown_face", "spoof", "tamper", "error")
+SECURITY_LEVELS = ("convenient", "balanced", "secure", "strict", "custom")
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -52,10 +54,12 @@ def _finite(x: float | None, digits: int) -> float | None:
 
 
 def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None, model: str | None,
-               latency_ms: dict[str, float], now: float) -> dict[str, Any]:
+               latency_ms: dict[str, float], now: float, security: str | None = None) -> dict[str, Any]:
     """The event for ``verdict``, decided at Unix time ``now``; ``seq`` is set by the outbox."""
     if verdict.event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {verdict.event_type!r}")
+    if security is not None and security not in SECURITY_LEVELS:
+        raise ValueError(f"unknown security level {security!r}")
     return {
         "schema": SCHEMA_VERSION,
         "event_id": str(uuid.uuid4()),
@@ -72,6 +76,8 @@ def make_event(verdict: Verdict, *, device_id: str, mode: str, tau: float | None
         "reason": verdict.reason[:200] if verdict.reason else None,
         "latency_ms": {k: r for k, v in latency_ms.items() if (r := _finite(v, 2)) is not None},
         "model": model,
+        "liveness": _finite(verdict.liveness, 3),
+        "security": security,
         "delayed": False,
         "stale": False,
     }
@@ -91,8 +97,8 @@ def finalize(event: dict[str, Any], *, delayed: bool, now: float, stale_after_s:
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    """The event JSON Schema (v1) shipped in the package."""
-    text = resources.files("edge_verify").joinpath("schemas/event-v1.json").read_text(encoding="utf-8")
+    """The event JSON Schema (v2) shipped in the package."""
+    text = resources.files("edge_verify").joinpath(f"schemas/event-v{SCHEMA_VERSION}.json").read_text(encoding="utf-8")
     result: dict[str, Any] = json.loads(text)
     return result
 

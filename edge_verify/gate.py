@@ -5,23 +5,34 @@ claim), turns each match into a vote (:func:`edge_verify.decision.vote_for`), le
 decide, and hands each decision to the event sink. It keeps no thread and no I/O of its own beyond
 those two seams: the daemon owns the loop, the camera and the link.
 
+Before a ``granted`` is emitted, the person's access rule (validity dates, weekly windows) is checked at
+the decision's wall-clock time: outside it, the decision becomes ``denied`` (reason ``outside_schedule``).
+Every emitted decision feeds a tamper watch: ``access.tamper_events`` unknown_face/denied/spoof events
+within ``access.tamper_window_s`` give one ``tamper`` alert, and, only when ``access.tamper_lockout_s`` is
+set, every grant is refused for that long (reason ``tamper_lockout``).
+
 Fail-secure: any error while a frame is processed clears the window and gives an ``error`` decision,
-never ``granted``.
+never ``granted``; so does an error while the access rule is read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 
+from . import access
+from .access import AccessRule
 from .camera import Frame
 from .claims import ClaimInbox
 from .config import Config
 from .decision import DecisionWindow, Verdict, Vote, vote_for
-from .errors import EmptyGalleryError, UnknownPersonError
+from .errors import ConfigError, EmptyGalleryError, ScheduleError, UnknownPersonError
 from .eventsink import EventSink
 from .match import Decision
 
@@ -47,18 +58,59 @@ class FrameVerifier(Protocol):
 
     def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision: ...
 
+    def access(self, name: str) -> AccessRule: ...
+
     def close(self) -> None: ...
 
 
 class Gate:
-    def __init__(self, cfg: Config, verifier: FrameVerifier, sink: EventSink, claims: ClaimInbox) -> None:
-        self.cfg, self.verifier, self.sink, self.claims = cfg, verifier, sink, claims
-        d = cfg.decision
+    def __init__(self, cfg: Config, verifier: FrameVerifier, sink: EventSink, claims: ClaimInbox,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: wall-clock Unix time, for the access rules (the decisions keep the frames' clock)."""
+        self.cfg, self.verifier, self.sink, self.claims, self.clock = cfg, verifier, sink, claims, clock
+        d, a = cfg.decision, cfg.access
         self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode)
+        try:
+            self.zone = access.local_zone(a.timezone)
+        except ScheduleError as e:
+            raise ConfigError(f"access.timezone: {e}") from None
+        self.tamper = access.TamperWatch(a.tamper_events, a.tamper_window_s) if a.tamper_events else None
+        self.locked_until = 0.0
         self._frame_mono = (0.0, time.monotonic())  # (last frame ts, monotonic then)
 
     def emit(self, verdict: Verdict, latency: dict[str, float] | None = None) -> None:
-        self.sink.emit(verdict, latency or {}, tau=self.verifier.tau, model=self.verifier.model_sha256)
+        """Emit a decision, after the access rules; then watch it for tampering."""
+        now = self.clock()
+        verdict = self._allowed(verdict, now)
+        self._emit(verdict, latency or {})
+        if self.tamper is not None and self.tamper.observe(verdict.event_type, now):
+            a = self.cfg.access
+            reason = f"{a.tamper_events} unknown_face/denied/spoof events within {a.tamper_window_s:g} s"
+            if a.tamper_lockout_s > 0:
+                self.locked_until = now + a.tamper_lockout_s
+                reason += f"; grants refused for {a.tamper_lockout_s:g} s"
+            log.warning("tamper alert: %s", reason)
+            self._emit(Verdict("tamper", None, None, 0, reason), {})
+
+    def _emit(self, verdict: Verdict, latency: dict[str, float]) -> None:
+        self.sink.emit(verdict, latency, tau=self.verifier.tau, model=self.verifier.model_sha256)
+
+    def _allowed(self, verdict: Verdict, now: float) -> Verdict:
+        """A ``granted`` stays one only for a person allowed now and while no tamper lockout runs."""
+        if verdict.event_type != "granted" or verdict.person is None:
+            return verdict
+        if now < self.locked_until:
+            return replace(verdict, event_type="denied", reason="tamper_lockout")
+        try:
+            rule = self.verifier.access(verdict.person)
+        except Exception as e:  # fail-secure: no rule read, no grant
+            log.exception("access rule of %r", verdict.person)
+            return replace(verdict, event_type="error", reason=f"access rule: {type(e).__name__}: {e}")
+        decision = access.check(rule, datetime.fromtimestamp(now, UTC), self.zone)
+        if decision.allowed:
+            return verdict
+        log.info("%r is enrolled but not allowed now: %s", verdict.person, decision.detail)
+        return replace(verdict, event_type="denied", reason=decision.reason)
 
     def now_ts(self) -> float:
         """Now, on the frames' clock."""

@@ -12,6 +12,7 @@ from typing import Union
 
 import numpy as np
 
+from .access import AccessRule
 from .align import align_face
 from .detect import Face, FaceDetector
 from .embed import Embedder
@@ -217,6 +218,10 @@ class FaceVerifier:
         if self._gallery is None:
             self._gallery = Gallery(self.state_dir, self.model_sha256, create=True)
         return self._gallery.add(name, new)
+
+    def access(self, name: str) -> AccessRule:
+        """``name``'s access rule (validity dates, weekly windows); unrestricted when none is set."""
+        return self.gallery.access(name)
 
     def forget(self, name: str) -> int:
         return self.gallery.forget(name)

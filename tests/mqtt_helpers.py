@@ -28,6 +28,7 @@ class Subscriber:
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)
         self.connected = threading.Event()
@@ -38,7 +39,9 @@ class Subscriber:
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         client.subscribe([(t, 1) for t in self.topics])
-        self.connected.set()
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        self.connected.set()  # the broker has the subscription: nothing published from now on is missed
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self.cond:

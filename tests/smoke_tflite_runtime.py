@@ -40,6 +40,6 @@ def test_installed_daemon_parts_load_without_extras() -> None:
 
     cfg = config.parse(tomllib.loads(config.default_config_text()))
     assert cfg.model.threads >= 1 and cfg.quality.detect_max_side == 320
-    schema = json.loads((resources.files("edge_verify") / "schemas" / "event-v1.json").read_text())
+    schema = json.loads((resources.files("edge_verify") / "schemas" / "event-v2.json").read_text())
     assert "event_type" in schema["properties"] and "sig" in schema["properties"]
     assert len(signing.Signer.generate().sign({"a": 1})["sig"]) == 88

@@ -282,3 +282,27 @@ def test_signals_reload_report_and_stop_cleanly(enrolled_state: Path, tmp_path: 
     d.proc.send_signal(signal.SIGQUIT)
     assert d.wait(60) == 0, d.log
     assert "SIGQUIT: stopping" in d.log and "stopped after" in d.log and "Traceback" not in d.log
+
+
+@pytest.mark.slow
+@needs_model
+def test_a_person_outside_their_schedule_is_denied(enrolled_state: Path, tmp_path: Path) -> None:
+    """Tony Blair's access ended yesterday (`edge-verify people schedule`): his visit is denied with
+    reason outside_schedule; Silvio Berlusconi, with no rule, is granted."""
+    import datetime
+
+    state = copy_state(enrolled_state, tmp_path / "state")
+    yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
+    r = subprocess.run([sys.executable, "-m", "edge_verify", "people", "schedule", "Tony_Blair", "--until",
+                        yesterday, "--state-dir", str(state)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cam = make_visits(tmp_path / "cam", [VISITS[0], VISITS[2]])
+    d = DaemonProc("run", "--camera", "directory", "--source", str(cam), "--no-mqtt", "--state-dir", str(state),
+                   env={"TZ": "UTC"})
+    assert d.wait(120) == 0, d.log
+    db = sqlite3.connect(state / "outbox.sqlite3")
+    rows = [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY seq")]
+    assert [(e["event_type"], e["person"], e["reason"]) for e in rows] == [
+        ("denied", "Tony_Blair", "outside_schedule"), ("granted", "Silvio_Berlusconi", None)]
+    for e in rows:
+        events.validate(e)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edge_verify import config
+from edge_verify.access import AccessRule, make_rule
 from edge_verify.claims import CLAIM_QUEUE
 from edge_verify.daemon import Daemon
 from edge_verify.detect import Face
@@ -36,11 +37,12 @@ class ScriptedVerifier:
     tau = 1.0
     model_sha256 = "c" * 64
 
-    def __init__(self, script: Callable[[int, str | None], tuple[bool, str | None, float] | None]) -> None:
-        self.script = script
+    def __init__(self, script: Callable[[int, str | None], tuple[bool, str | None, float] | None],
+                 face: Callable[[int], bool] = lambda i: True) -> None:
+        self.script, self.face = script, face
         self.frames = 0
-        self._pending: tuple[bool, str | None, float] | None = None
         self.closed = False
+        self.rules: dict[str, AccessRule] = {}
 
     def self_test(self) -> None:
         pass
@@ -55,7 +57,8 @@ class ScriptedVerifier:
                 detect_image: np.ndarray | None = None) -> FrameResult:
         self.frames += 1
         self._frame = self.frames
-        return FrameResult([FaceResult(FACE, Quality(True), EMB)], {"detect": 1.0, "embed": 2.0})
+        faces = [FaceResult(FACE, Quality(True), EMB)] if self.face(self.frames) else []
+        return FrameResult(faces, {"detect": 1.0, "embed": 2.0})
 
     def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision:
         r = self.script(self._frame, claim)
@@ -65,6 +68,9 @@ class ScriptedVerifier:
             raise UnknownPersonError(f"{claim!r} is not enrolled")
         accepted, person, d = r
         return Decision(accepted, person, d, self.tau, [])
+
+    def access(self, name: str) -> AccessRule:
+        return self.rules.get(name, AccessRule())
 
     def close(self) -> None:
         self.closed = True
@@ -111,8 +117,10 @@ class RecordingLink:
         pass
 
 
-def _cfg(state: Path, mode: str = "identify", **decision: Any) -> config.Config:
+def _cfg(state: Path, mode: str = "identify", access: dict[str, Any] | None = None,
+         **decision: Any) -> config.Config:
     return config.parse({
+        "access": access or {},
         "device": {"id": "door-unit", "state_dir": str(state), "mode": mode},
         "camera": {"type": "synthetic", "fps": 50.0, "lores_width": 64, "lores_height": 48},
         "decision": {"k": 3, "n": 5, "window_s": 2.0, "cooldown_s": 0.5, "unknown_cooldown_s": 0.5, **decision},
@@ -266,3 +274,31 @@ def test_empty_gallery_gives_unknown_and_an_error_gives_no_grant(tmp_path: Path,
     got = _events(tmp_path / "s")
     assert got[0][0] == "error" and "interpreter fault" in (got[0][2] or "")
     assert got[1] == ("unknown_face", None, None) and got[2] == ("granted", "alice", None)
+
+
+def test_grants_follow_the_access_rules(tmp_path: Path, run_daemon: Callable[..., Daemon]) -> None:
+    """alice's validity ended yesterday: denied (outside_schedule); bob has no rule: granted."""
+    from datetime import date, timedelta
+
+    v = ScriptedVerifier(lambda i, c: (True, "alice", 0.5) if i <= 15 else (True, "bob", 0.5))
+    v.rules["alice"] = make_rule(valid_until=(date.today() - timedelta(days=2)).isoformat())
+    d = run_daemon(_cfg(tmp_path / "s", access={"timezone": "UTC"}), v)
+    assert _wait(lambda: len(_events(tmp_path / "s")) >= 2)
+    d.stop_event.set()
+    assert _events(tmp_path / "s")[:2] == [("denied", "alice", "outside_schedule"), ("granted", "bob", None)]
+
+
+def test_tamper_alert_and_optional_lockout(tmp_path: Path, run_daemon: Callable[..., Daemon]) -> None:
+    """Three unknown-face visits within the window: one tamper alert; with a lockout, the enrolled person
+    who comes next is refused until it ends."""
+    # three strangers' visits of 5 frames, 15 frames apart, then alice
+    v = ScriptedVerifier(lambda i, c: (False, None, 1.9) if i <= 60 else (True, "alice", 0.5),
+                         face=lambda i: i > 60 or i % 20 < 5)
+    access = {"tamper_events": 3, "tamper_window_s": 60.0, "tamper_lockout_s": 3600.0}
+    d = run_daemon(_cfg(tmp_path / "s", access=access, unknown_cooldown_s=0.1), v)
+    assert _wait(lambda: any(e[0] == "denied" for e in _events(tmp_path / "s")), 20)
+    d.stop_event.set()
+    got = _events(tmp_path / "s")
+    kinds = [e[0] for e in got]
+    assert kinds[:4] == ["unknown_face"] * 3 + ["tamper"]
+    assert ("denied", "alice", "tamper_lockout") in got and ("granted", "alice", None) not in got

@@ -87,8 +87,8 @@ def parse_event(payload: bytes) -> dict[str, Any]:
     for key in _STR_FIELDS:
         if not isinstance(obj.get(key), str) or not 0 < len(obj[key]) <= 200:
             raise Malformed(f"{key}: missing or not a short string")
-    if obj.get("schema") != 1:
-        raise Malformed("schema: not 1")
+    if obj.get("schema") not in (1, 2):  # 2 adds event types and fields; a grant means the same in both
+        raise Malformed("schema: not 1 or 2")
     seq = obj.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**63:
         raise Malformed("seq: missing or not a positive integer")
