@@ -551,10 +551,10 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
         "lfw_folds_used": [],
     },
     "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10": {
-        "license": "Apache-2.0",
+        "license": "MIT (Copyright (c) 2020 Shiqi Yu; OpenCV Zoo models/face_detection_yunet/LICENSE)",
         "authors": "YuNet: Wu et al., \"YuNet: A Tiny Millisecond-level Face Detector\" (Machine Intelligence "
                    "Research, 2023), as published in OpenCV Zoo (models/face_detection_yunet)",
-        "training_data": "WIDER FACE (as stated by OpenCV Zoo / libfacedetection.train)",
+        "training_data": "not stated by OpenCV Zoo; evaluated on WIDER FACE, trained with libfacedetection.train",
         "lfw_folds_used": [],
     },
 }
