@@ -18,18 +18,16 @@ difference over the face width. Results: a table on stdout and bench/results/NAM
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.run import result_args, write_result
 from converter.lfw import shared_dir
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BACKENDS = ("litert", "opencv")
 HIT_IOU = 0.5
 
@@ -175,9 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
 
     p = argparse.ArgumentParser(prog="python -m bench.detect_recall", description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", default="detect_recall", help="result name: bench/results/NAME.json")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--threads", type=int, default=2)
+    result_args(p, "detect_recall")
     p.add_argument("--lfw-step", type=int, default=1, help="every Nth LFW image (default 1: all)")
     p.add_argument("--bench-photos", type=int, default=100, help="LFW photos for the bench frames (3 frames each)")
     p.add_argument("--door-photos", type=int, default=300, help="LFW faces per door-distance size")
@@ -204,11 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["door"] = {"subjects": len(subs), "face_sizes_px": "box width in the scene",
                    "at_320": by_group(recs), "overall_at_320": summarise(recs),
                    "litert_at_640": {g: {"litert": s["litert"]} for g, s in by_group(recs640).items()}}
-    print(format_table(res))
-    out = args.out / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(res, args.out, args.name, format_table(res))
     return 0
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DETECTOR_SIZES = ((320, 192), (320, 256), (640, 480))  # padded (w, h): lores 320x180, 320x240, 640x480
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -185,16 +184,17 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.run import result_args
+
     p = argparse.ArgumentParser(prog="python -m bench.model_facts", description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", default="model_facts", help="result name: bench/results/NAME.json")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--threads", type=int, default=2)
+    result_args(p, "model_facts")
     p.add_argument("--model", type=Path, action="append", default=[], help="another .tflite to count")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(rss_worker(args.threads, args.worker)))
         return 0
+    from bench.run import write_result
     from edge_verify.models import resolve_detector, resolve_encoder
 
     graphs = [graph_facts(resolve_detector().model_path, s) for s in DETECTOR_SIZES]
@@ -208,11 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok = proc.returncode == 0 and proc.stdout.strip()
         rss.append(json.loads(proc.stdout.strip().splitlines()[-1]) if ok else {"error": proc.stderr[-300:]})
     res = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "graphs": graphs, "rss": rss}
-    print(format_table(res))
-    out = args.out / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(res, args.out, args.name, format_table(res))
     return 0
 
 

@@ -51,6 +51,23 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def write_result(res: dict[str, Any], out_dir: Path, name: str, table: str) -> Path:
+    """Print ``table`` and write ``res`` as OUT_DIR/NAME.json (the bench modules' result files)."""
+    print(table)
+    out = out_dir / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return out
+
+
+def result_args(p: argparse.ArgumentParser, name: str) -> None:
+    """--name, --out and --threads, as every bench module takes them."""
+    p.add_argument("--name", default=name, help=f"result name: bench/results/NAME.json (default {name})")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
+
+
 def rss_mib(kib: int) -> float:
     return round(kib / 1024.0, 1)  # ru_maxrss is in KiB on Linux
 
@@ -474,11 +491,7 @@ def parent(args: argparse.Namespace) -> int:
         print("bench: start-up ...", file=sys.stderr, flush=True)
         res["startup"] = bench_startup(photos[0], args.model, args.threads)
     res["goals"] = goals(res)
-    print(format_table(res))
-    out = args.out / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(res, args.out, args.name, format_table(res))
     return 0
 
 
