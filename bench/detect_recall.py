@@ -27,16 +27,16 @@ import numpy as np
 
 from bench.run import result_args, write_result
 from converter.lfw import shared_dir
+from edge_verify.detect import DetectorBackend
 
-BACKENDS = ("litert", "opencv")
+BACKENDS: tuple[DetectorBackend, ...] = ("litert", "opencv")
 HIT_IOU = 0.5
 
 
 def detectors(max_side: int, pad_retry: bool, threads: int) -> dict[str, Any]:
     from edge_verify.detect import FaceDetector
 
-    return {b: FaceDetector(backend=b, max_side=max_side, pad_retry=pad_retry, num_threads=threads)  # type: ignore[arg-type]
-            for b in BACKENDS}
+    return {b: FaceDetector(backend=b, max_side=max_side, pad_retry=pad_retry, num_threads=threads) for b in BACKENDS}
 
 
 def run_set(items: Iterable[tuple[np.ndarray, Any, str]], dets: dict[str, Any]) -> list[dict[str, Any]]:

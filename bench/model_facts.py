@@ -19,9 +19,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the RSS worker measures the runtime's imports itself: nothing of it is imported here
+    from edge_verify.detect import DetectorBackend
 
 DETECTOR_SIZES = ((320, 192), (320, 256), (640, 480))  # padded (w, h): lores 320x180, 320x240, 640x480
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -111,7 +114,7 @@ def _vm() -> tuple[float, float]:
     return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
 
 
-def rss_worker(threads: int, backend: str) -> dict[str, Any]:
+def rss_worker(threads: int, backend: DetectorBackend) -> dict[str, Any]:
     """Load and run each stage in turn in this (fresh) process; the peak RSS after each."""
     stages: list[dict[str, Any]] = []
 
@@ -140,7 +143,7 @@ def rss_worker(threads: int, backend: str) -> dict[str, Any]:
     lores = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
     mark("a 1280x720 frame and its 640x360 lores", time.perf_counter())
     t0 = time.perf_counter()
-    det = FaceDetector(max_side=320, pad_retry=False, num_threads=threads, backend=backend)  # type: ignore[arg-type]
+    det = FaceDetector(max_side=320, pad_retry=False, num_threads=threads, backend=backend)
     mark(f"detector loaded ({det.runner})", t0)
     t0 = time.perf_counter()
     faces = det.detect(lores)

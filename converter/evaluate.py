@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from converter.errors import ConverterError
-from edge_verify.detect import BACKENDS
+from edge_verify.detect import BACKENDS, DetectorBackend
 from edge_verify.imageio import IMAGE_SUFFIXES
 from edge_verify.match import l2_normalize
 
@@ -449,7 +449,7 @@ def update_manifest(model: Path, tau: float, far: float, source: str) -> Path:
 
 
 def make_pipeline(model: Path, threads: int | None, flip: bool, no_face: str,
-                  detector: str = "auto") -> tuple[ProductPipeline, str]:
+                  detector: DetectorBackend = "auto") -> tuple[ProductPipeline, str]:
     from edge_verify.detect import FaceDetector
 
     if not model.is_file():
@@ -460,7 +460,7 @@ def make_pipeline(model: Path, threads: int | None, flip: bool, no_face: str,
         fn, runner = keras_embedder(model, threads)
     else:
         raise EvaluateError(f"{model}: expected a .tflite or .keras model")
-    det = FaceDetector(backend=detector, num_threads=threads)  # type: ignore[arg-type]
+    det = FaceDetector(backend=detector, num_threads=threads)
     return ProductPipeline(fn, model.name, detector=det, flip=flip, no_face=no_face), f"{runner}; {det.runner} detector"
 
 
