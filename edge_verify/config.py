@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .detect import DetectorBackend
+from .detector_backend import DetectorBackend
 from .errors import ConfigError
 from .thresholds import QualityThresholds
 from .validate import TAU_MAX, finite_float

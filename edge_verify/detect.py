@@ -6,11 +6,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
+from .detector_backend import BACKENDS, DetectorBackend
 from .errors import ModelError
 from .yunet import LiteRTYuNet
 
@@ -47,10 +47,6 @@ class Face:
             self.score,
             (self.landmarks * factor + np.array(offset, np.float32)).astype(np.float32),
         )
-
-
-DetectorBackend = Literal["auto", "litert", "opencv"]
-BACKENDS: tuple[str, ...] = get_args(DetectorBackend)
 
 
 class _OpenCVYuNet:
