@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED ?= ../shared
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast bench lint clean model
+.PHONY: venv demo test test-fast bench lint clean model detector detect-recall
 
 venv: $(VENV)/.installed
 
@@ -44,3 +44,17 @@ clean:
 # Rebuild the bundled default encoder from OpenCV Zoo's SFace with our own converter (needs ../shared).
 model: venv build/sface.keras
 	$(BIN)/python -m converter.export --int8 build/sface.keras --out edge_verify/models/sface_int8.tflite --name sface-int8
+
+# Rebuild the bundled LiteRT face detector from OpenCV Zoo's YuNet with our own converter (fp32, resizable
+# input; docs/DETECTION.md says why not int8). build/yunet_int8.tflite is the int8 export, for comparison.
+YUNET_ONNX := $(SHARED)/models/face_detection_yunet_2023mar_int8bq.onnx
+build/yunet.keras:
+	$(BIN)/python -m converter.import_onnx $(YUNET_ONNX) $@ --input-order BGR --input-size any --head raw
+detector: venv build/yunet.keras
+	$(BIN)/python -m converter.export --detector --float build/yunet.keras --out edge_verify/models/yunet.tflite --name yunet
+build/yunet_int8.tflite: build/yunet.keras
+	$(BIN)/python -m converter.export --detector --int8 build/yunet.keras --out $@
+
+# Detection recall of both backends (LiteRT, OpenCV) on LFW, the bench frames and door-distance scenes.
+detect-recall: venv
+	$(BIN)/python -m bench.detect_recall

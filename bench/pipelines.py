@@ -4,6 +4,7 @@
 - ``product``: ``edge_verify.pipeline.FaceVerifier.process`` (YuNet detector at the daemon's default
   ``quality.detect_max_side`` of 320 px, 5-point alignment, quality check, a TFLite encoder, int8 or fp32).
 - ``opencv``: cv2.FaceDetectorYN at full resolution + cv2.FaceRecognizerSF (alignCrop + feature).
+- ``opencv320``: the same, detecting on the frame downscaled to 320 px as the product does (equal work).
 - ``dlib``: face_recognition (dlib HOG detector, 5-point landmarks, ResNet encoder), if installed.
 
 Every pipeline ends with the same match stage: numpy squared L2 against a gallery matrix.
@@ -70,11 +71,12 @@ class ProductPipeline:
         from edge_verify.pipeline import FaceVerifier
 
         self.name, self.threads, self.gallery = name, threads, gallery
-        self.detector = FaceDetector(max_side=max_side or DETECT_MAX_SIDE)
+        self.detector = FaceDetector(max_side=max_side or DETECT_MAX_SIDE, num_threads=threads)
         self.verifier = FaceVerifier(model, num_threads=threads, detector=self.detector)
         self.embedder = self.verifier.embedder
         self.runner = (
-            f"{self.embedder.interpreter} ({self.embedder.dtype}), detect <= {self.detector.max_side} px"
+            f"{self.embedder.interpreter} ({self.embedder.dtype}), {self.detector.backend} "
+            f"det <= {self.detector.max_side}"
         )
 
     def run_frame(self, frame: np.ndarray) -> tuple[Stages, np.ndarray | None]:
@@ -98,21 +100,36 @@ class ProductPipeline:
 
 
 class OpenCVPipeline:
-    """OpenCV's own YuNet + SFace, as its samples use them: detect at full resolution, alignCrop, feature."""
+    """OpenCV's own YuNet + SFace, as its samples use them: detect at full resolution, alignCrop, feature.
 
-    def __init__(self, models: Path, threads: int, gallery: Gallery) -> None:
+    With ``max_side`` the frame is downscaled (INTER_AREA, as the product's detector) so its longer
+    side is at most that for detection, and the faces are scaled back before alignCrop.
+    """
+
+    def __init__(self, models: Path, threads: int, gallery: Gallery, max_side: int | None = None) -> None:
         cv2.setNumThreads(threads)
-        self.name, self.threads, self.gallery = "opencv", threads, gallery
+        self.name = "opencv" if max_side is None else f"opencv{max_side}"
+        self.threads, self.gallery, self.max_side = threads, gallery, max_side
         self.detector = cv2.FaceDetectorYN.create(
             str(models / "face_detection_yunet_2023mar_int8bq.onnx"), "", (320, 320), 0.6, 0.3, 50
         )
         self.recognizer = cv2.FaceRecognizerSF.create(
             str(models / "face_recognition_sface_2021dec_int8bq.onnx"), ""
         )
-        self.runner = f"OpenCV {cv2.__version__} DNN"
+        self.runner = f"OpenCV {cv2.__version__} DNN" + (f", det <= {max_side}" if max_side else "")
         self._size: tuple[int, int] | None = None
 
     def _detect(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(h, w))
+        if scale != 1.0:
+            small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            faces = self._detect_at_size(small)
+            faces[:, :14] /= scale
+            return faces
+        return self._detect_at_size(image)
+
+    def _detect_at_size(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         if self._size != (w, h):
             self.detector.setInputSize((w, h))

@@ -6,8 +6,9 @@ peak memory and start-up time.
 Each pipeline runs in its own subprocess (so its peak RSS is its own) with the same thread count
 (interpreter threads, cv2.setNumThreads, OMP/OpenBLAS threads). Frames are LFW photos placed on a
 640x480 canvas at three scales and positions. Results: a table on stdout and bench/results/NAME.json.
-Goals checked: the product's per-frame time <= 0.5x OpenCV's YuNet + SFace pipeline, and 1:N over
-100k templates <= 5 ms.
+Goals checked: the product's per-frame time <= 0.5x OpenCV's YuNet + SFace pipeline detecting at the
+same resolution (``opencv320``; ``opencv`` detects at 640 as OpenCV's samples do), and 1:N over 100k
+templates <= 5 ms.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DEFAULT_MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
 DEFAULT_FP32 = REPO / "build" / "sface_fp32.tflite"  # `make bench` builds it there
-PIPELINES = ("product", "fp32", "opencv", "dlib")
+PIPELINES = ("product", "fp32", "opencv", "opencv320", "dlib")
 WORKERS = (*PIPELINES, "match")
 STAGES = ("detect", "align", "embed", "match", "total")
 GOAL_FRAME_RATIO = 0.5
@@ -48,6 +49,23 @@ def stats(values: Sequence[float]) -> dict[str, float]:
         "p95": round(float(np.percentile(a, 95)), 3),
         "n": int(a.size),
     }
+
+
+def write_result(res: dict[str, Any], out_dir: Path, name: str, table: str) -> Path:
+    """Print ``table`` and write ``res`` as OUT_DIR/NAME.json (the bench modules' result files)."""
+    print(table)
+    out = out_dir / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return out
+
+
+def result_args(p: argparse.ArgumentParser, name: str) -> None:
+    """--name, --out and --threads, as every bench module takes them."""
+    p.add_argument("--name", default=name, help=f"result name: bench/results/NAME.json (default {name})")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
 
 
 def rss_mib(kib: int) -> float:
@@ -69,8 +87,9 @@ def worker(args: argparse.Namespace) -> int:
     pipe: Any
     if args.worker in ("product", "fp32"):
         pipe = pl.ProductPipeline(Path(args.model), args.threads, gallery, args.worker, args.max_side)
-    elif args.worker == "opencv":
-        pipe = pl.OpenCVPipeline(shared_dir() / "models", args.threads, gallery)
+    elif args.worker in ("opencv", "opencv320"):
+        max_side = pl.DETECT_MAX_SIDE if args.worker == "opencv320" else None
+        pipe = pl.OpenCVPipeline(shared_dir() / "models", args.threads, gallery, max_side)
     else:
         pipe = pl.DlibPipeline(args.threads, gallery)
     load_s = time.perf_counter() - t0
@@ -385,14 +404,19 @@ def format_table(res: dict[str, Any]) -> str:
 def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     by = {p["pipeline"]: p for p in res["pipelines"] if "error" not in p}
     out = []
-    if "product" in by and "opencv" in by:
-        ours, theirs = by["product"]["ms"]["total"]["median"], by["opencv"]["ms"]["total"]["median"]
+    # the goal is against OpenCV detecting at the product's resolution (equal work); the ratio to
+    # OpenCV detecting at 640 (as its samples do) is reported beside it, not judged
+    for peer, what in (("opencv320", "at equal detection resolution (320 px)"), ("opencv", "detecting at 640")):
+        if "product" not in by or peer not in by:
+            continue
+        ours, theirs = by["product"]["ms"]["total"]["median"], by[peer]["ms"]["total"]["median"]
         ratio = ours / theirs
+        verdict = ("PASS" if ratio <= GOAL_FRAME_RATIO else "FAIL") if peer == "opencv320" else "reference"
         out.append(
             {
-                "goal": f"per frame <= {GOAL_FRAME_RATIO}x OpenCV YuNet+SFace",
+                "goal": f"per frame <= {GOAL_FRAME_RATIO}x OpenCV YuNet+SFace {what}",
                 "measured": f"{ours:.1f} ms vs {theirs:.1f} ms = {ratio:.2f}x",
-                "verdict": "PASS" if ratio <= GOAL_FRAME_RATIO else "FAIL",
+                "verdict": verdict,
             }
         )
     big = [r for r in res["one_to_n"] if r["templates"] == 100_000]
@@ -447,7 +471,7 @@ def parent(args: argparse.Namespace) -> int:
                     res["pipelines"].append({"pipeline": name, "error": why})
                     continue
                 model = None
-            elif name == "opencv":
+            elif name in ("opencv", "opencv320"):
                 model = None
             else:
                 print(
@@ -467,11 +491,7 @@ def parent(args: argparse.Namespace) -> int:
         print("bench: start-up ...", file=sys.stderr, flush=True)
         res["startup"] = bench_startup(photos[0], args.model, args.threads)
     res["goals"] = goals(res)
-    print(format_table(res))
-    out = args.out / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_result(res, args.out, args.name, format_table(res))
     return 0
 
 

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from converter.errors import ConverterError
+from edge_verify.detect import BACKENDS, DetectorBackend
 from edge_verify.imageio import IMAGE_SUFFIXES
 from edge_verify.match import l2_normalize
 
@@ -447,7 +448,10 @@ def update_manifest(model: Path, tau: float, far: float, source: str) -> Path:
 # ---------------------------------------------------------------- main
 
 
-def make_pipeline(model: Path, threads: int | None, flip: bool, no_face: str) -> tuple[ProductPipeline, str]:
+def make_pipeline(model: Path, threads: int | None, flip: bool, no_face: str,
+                  detector: DetectorBackend = "auto") -> tuple[ProductPipeline, str]:
+    from edge_verify.detect import FaceDetector
+
     if not model.is_file():
         raise EvaluateError(f"model not found: {model}")
     if model.suffix == ".tflite":
@@ -456,7 +460,8 @@ def make_pipeline(model: Path, threads: int | None, flip: bool, no_face: str) ->
         fn, runner = keras_embedder(model, threads)
     else:
         raise EvaluateError(f"{model}: expected a .tflite or .keras model")
-    return ProductPipeline(fn, model.name, flip=flip, no_face=no_face), runner
+    det = FaceDetector(backend=detector, num_threads=threads)
+    return ProductPipeline(fn, model.name, detector=det, flip=flip, no_face=no_face), f"{runner}; {det.runner} detector"
 
 
 def evaluate(
@@ -495,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="images without a detected face: embed the central square, or leave out",
     )
     p.add_argument("--threads", type=int, default=2, help="encoder and OpenCV threads (default 2)")
+    p.add_argument("--detector", choices=BACKENDS, default="auto",
+                   help="face detector backend (default auto: LiteRT, else OpenCV)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 
@@ -546,7 +553,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = read_lfw_pairs(data, args.folds)
         folds = sorted(set(pairs.folds.tolist()))
         protocol = f"LFW View 2, folds {_ranges(folds)}, {len(pairs)} pairs"
-    pipeline, runner = make_pipeline(args.model, args.threads, args.flip, args.no_face)
+    pipeline, runner = make_pipeline(args.model, args.threads, args.flip, args.no_face, args.detector)
     report, d = evaluate(pipeline, pairs, args.far, args.no_face, progress=not args.quiet)
     report = {
         "model": str(args.model),

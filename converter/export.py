@@ -233,6 +233,9 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
     from converter.quantize import QuantizeError, benchmark, delegate_partitions, rewrite_prelu
 
     model = fix_batch(load_keras(model_path))
+    if len(model.outputs) != 1:
+        raise ExportError(f"{model_path}: {len(model.outputs)} outputs, an encoder has one "
+                          "(a face detector is exported with --detector)")
     shared = shared_dir()
     report: dict[str, Any] = {}
 
@@ -386,10 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flip", action="store_true", help="add horizontally flipped calibration faces")
     p.add_argument("--calib-lfw", type=int, default=400, help="LFW fold-1 images for the default calibration")
     p.add_argument("--calib-yaleb", type=int, default=0, help="Yale B images added to the default calibration")
-    p.add_argument("--ranges", default="p50",
-                   help="activation ranges: p50 (default: median over faces of each face's min/max), "
-                        "pNN (NN-th percentile), mean, or minmax (the TFLite calibrator's)")
+    p.add_argument("--ranges",
+                   help="activation ranges: p50 (the encoder default: median over faces of each face's min/max), "
+                        "pNN (NN-th percentile), mean, or minmax (the TFLite calibrator's; the detector default)")
     p.add_argument("--no-bench", action="store_true", help="skip the ms/face measurement")
+    p.add_argument("--detector", action="store_true",
+                   help="the model is an imported YuNet face detector (see converter.export_detector)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
@@ -398,15 +403,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: model not found: {args.model}", file=sys.stderr)
         return 1
     out = args.out or args.model.with_name(args.model.stem + ("_int8.tflite" if args.int8 else "_fp32.tflite"))
+    if args.detector:
+        return _main_detector(args, out)
     try:
         res = export(args.model, out, int8=args.int8, calib_dir=args.calib, name=args.name, tau=args.tau,
                      tau_far=args.tau_far, tau_source=args.tau_source, rewrite=args.int8 and not args.keep_prelu,
                      bench=not args.no_bench, lfw_calib=args.calib_lfw, yaleb_calib=args.calib_yaleb,
-                     flip=args.flip, range_mode=args.ranges)
+                     flip=args.flip, range_mode=args.ranges or "p50")
     except ConverterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print_report(res)
+    return 0
+
+
+def _main_detector(args: argparse.Namespace, out: Path) -> int:
+    from converter.export_detector import export_detector
+    from converter.export_detector import print_report as print_detector_report
+
+    try:
+        res = export_detector(args.model, out, int8=args.int8, name=args.name, bench=not args.no_bench,
+                              range_mode=args.ranges or "minmax")
+    except ConverterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print_detector_report(res)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Import an ONNX face encoder (NCHW) into a Keras 3 functional model (NHWC) with its weights.
+"""Import an ONNX face encoder or detector (NCHW) into a Keras 3 functional model (NHWC) with its weights.
 
-Usage: ``python -m converter.import_onnx SRC.onnx OUT.keras [--input-order RGB]``
+Usage: ``python -m converter.import_onnx SRC.onnx OUT.keras [--input-order RGB] [--input-size WxH|any]
+[--head l2|raw]``
 
 Supported ops: Conv (plain, grouped, depthwise), BatchNormalization, PRelu, Relu, Add, Flatten,
 Dropout, Gemm, the input ``Sub``/``Mul`` normalisation (kept as a ``PixelNormalize`` layer) and
@@ -16,6 +17,11 @@ What the import does beyond a literal translation (see docs/MODEL-NOTES.md of th
   that feeds a Flatten -> Gemm is folded forward into the dense weights;
 - Flatten of NCHW is emulated by permuting the Gemm weight rows from CHW to HWC order;
 - the model ends with ``converter.layers.L2Normalize``; batch size is fixed to 1.
+
+Detectors (YuNet; ``--head raw --input-size any``): MaxPool, Resize (nearest, integer scale, as
+``converter.layers.NearestUpsample``), Transpose NCHW -> NHWC (nothing runs: the Keras layout), a
+Reshape ``[1, -1, C]`` after it, Sigmoid; every graph output is kept under its ONNX name and the input
+size can be left free.
 """
 
 from __future__ import annotations
@@ -38,7 +44,10 @@ log = logging.getLogger(__name__)
 SUPPORTED_OPS = (
     "Add", "BatchNormalization", "Constant", "Conv", "DequantizeLinear", "Dropout", "Flatten", "Gemm",
     "Identity", "Mul", "PRelu", "Relu", "Reshape", "Sub",
+    # detector heads (YuNet): see OnnxImporter._maxpool and the methods after it
+    "MaxPool", "Resize", "Sigmoid", "Transpose",
 )
+HEADS = ("l2", "raw")  # what follows the graph's outputs: L2Normalize (encoders), or nothing (all outputs)
 
 
 class OnnxImportError(ConverterError):
@@ -58,6 +67,9 @@ class _Tensor:
     reversed_channels: bool = False
     # Flatten pending: the NHWC tensor is flattened as HWC, the ONNX graph expects CHW order
     flattened_from: tuple[int, int, int] | None = None  # (H, W, C)
+    # an ONNX Transpose NCHW -> NHWC ran: the ONNX tensor now has the Keras layout, so a Reshape of it
+    # is the same reshape on the Keras tensor
+    nhwc: bool = False
 
 
 @dataclass
@@ -101,13 +113,20 @@ def _scalar(a: np.ndarray) -> float | None:
 class OnnxImporter:
     """Translate one ONNX graph; ``build()`` returns the Keras model."""
 
-    def __init__(self, path: str | Path, input_order: str = "RGB", name: str | None = None) -> None:
+    def __init__(self, path: str | Path, input_order: str = "RGB", name: str | None = None,
+                 input_size: tuple[int | None, int | None] | None = None, head: str = "l2") -> None:
+        """``input_size`` (H, W) replaces the graph's spatial input size of a fully convolutional graph
+        (a detector); (None, None) makes it resizable. ``head`` is one of ``HEADS``."""
         import onnx
 
         self.path = Path(path)
         self.model = onnx.load(str(self.path))
         self.input_order = input_order.upper()
         self.name = name or self.path.stem
+        if head not in HEADS:
+            raise OnnxImportError(f"unknown head {head!r} (choose from {', '.join(HEADS)})")
+        self.input_size = input_size
+        self.head = head
         self.ctx = _Ctx()
         self._n = 0
 
@@ -346,6 +365,75 @@ class OnnxImporter:
         if self.ctx.consumers.get(node.output[0], 0) == 1:
             self.ctx.foldable[node.output[0]] = ("dense", layer)
 
+    # --- detector ops (YuNet) -------------------------------------------------------------
+    def _maxpool(self, node: Any, a: dict[str, Any]) -> None:
+        import keras
+
+        kernel = tuple(int(k) for k in a["kernel_shape"])
+        strides = tuple(int(v) for v in a.get("strides", kernel))
+        if any(a.get("pads", [0, 0, 0, 0])) or int(a.get("ceil_mode", 0)) or len(kernel) != 2:
+            raise OnnxImportError(f"MaxPool {node.name!r}: only 2-D pooling without padding or ceil_mode")
+        inp = self._materialize(self._get(node.input[0]), node.output[0])
+        layer = keras.layers.MaxPooling2D(kernel, strides, padding="valid", name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(layer(inp))
+
+    def _resize(self, node: Any, a: dict[str, Any]) -> None:
+        """Nearest-neighbour upsampling by an integer factor (``asymmetric`` + ``floor``: each pixel
+        repeated): ``converter.layers.NearestUpsample``."""
+        from converter.layers import NearestUpsample
+
+        mode = a.get("mode", b"nearest")
+        ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+        nearest = a.get("nearest_mode", b"round_prefer_floor")
+        scales = self._const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(0)
+        ok_scale = scales.size == 4 and scales[0] == scales[1] == 1 and scales[2] == scales[3] \
+            and float(scales[2]).is_integer() and scales[2] >= 1
+        if mode != b"nearest" or ctm != b"asymmetric" or nearest != b"floor" or not ok_scale:
+            raise OnnxImportError(f"Resize {node.name!r}: only nearest / asymmetric / floor by an integer "
+                                  f"scale is supported (got {mode!r}, {ctm!r}, {nearest!r}, scales {scales})")
+        inp = self._materialize(self._get(node.input[0]), node.output[0])
+        s = int(scales[2])
+        layer = NearestUpsample(s, name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(layer(inp))
+
+    def _transpose(self, node: Any, a: dict[str, Any]) -> None:
+        """NCHW -> NHWC (perm 0,2,3,1) is what the Keras tensor already is: nothing runs."""
+        x = self._get(node.input[0])
+        if [int(p) for p in a.get("perm", [])] != [0, 2, 3, 1] or len(x.kt.shape) != 4 or x.nhwc:
+            raise OnnxImportError(f"Transpose {node.name!r}: only NCHW -> NHWC (perm 0,2,3,1) is supported")
+        self.ctx.tensors[node.output[0]] = _Tensor(self._materialize(x, node.output[0]), nhwc=True)
+
+    def _reshape_tensor(self, node: Any) -> None:
+        """Reshape of a computed tensor whose ONNX layout equals the Keras one (after a Transpose to
+        NHWC), batch kept: ``[1, -1, C]`` flattens the positions, as YuNet's heads do."""
+        import keras
+
+        x = self._get(node.input[0])
+        shape = [int(s) for s in self._const(node.input[1])]
+        if not x.nhwc or not shape or shape[0] != 1:
+            raise OnnxImportError(f"Reshape {node.name!r} of a computed tensor: only after a Transpose to NHWC, "
+                                  f"keeping the batch of 1 (target {shape})")
+        layer = keras.layers.Reshape(tuple(shape[1:]), name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(layer(x.kt), nhwc=True)
+
+    def _sigmoid(self, node: Any) -> None:
+        import keras
+
+        x = self._get(node.input[0])
+        layer = keras.layers.Activation("sigmoid", name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(layer(self._materialize(x, node.output[0])), nhwc=x.nhwc)
+
+    def _raw_outputs(self, graph: Any) -> dict[str, Any]:
+        """Every graph output by its ONNX name, nothing appended (``head="raw"``)."""
+        outs = {}
+        for o in graph.output:
+            kt = self._materialize(self._get(o.name), o.name)
+            x = self._get(o.name)
+            if len(kt.shape) == 4 and not x.nhwc:
+                raise OnnxImportError(f"output {o.name!r} is an NCHW map: transpose it to NHWC in the graph")
+            outs[o.name] = kt
+        return outs
+
     # --- driver --------------------------------------------------------------------------
     def build(self) -> Any:
         import keras
@@ -376,6 +464,8 @@ class OnnxImporter:
         if len(dims) != 4 or not all(dims[1:]):
             raise OnnxImportError(f"expected an NCHW image input with fixed C, H, W; got {dims}")
         _, c, h, w = dims
+        if self.input_size is not None:
+            h, w = self.input_size
         inp = keras.Input(shape=(h, w, c), batch_size=1, name="image")
         self.ctx.tensors[real_inputs[0].name] = _Tensor(
             inp, reversed_channels=(self.input_order == "RGB" and c == 3))
@@ -393,9 +483,9 @@ class OnnxImporter:
                 self.ctx.consts[node.output[0]] = _dequantize(
                     self._const(node.input[0]), self._const(node.input[1]), zp,
                     int(a.get("axis", 1)), int(a.get("block_size", 0)))
+            elif op == "Reshape" and not self._is_const(node.input[0]):
+                self._reshape_tensor(node)
             elif op == "Reshape":
-                if not self._is_const(node.input[0]):
-                    raise OnnxImportError(f"Reshape {node.name!r} of a computed tensor is not supported")
                 self.ctx.consts[node.output[0]] = self._const(node.input[0]).reshape(
                     [int(s) for s in self._const(node.input[1])])
             elif op == "Identity":
@@ -424,7 +514,17 @@ class OnnxImporter:
                 self._flatten(node, a)
             elif op == "Gemm":
                 self._gemm(node, a)
+            elif op == "MaxPool":
+                self._maxpool(node, a)
+            elif op == "Resize":
+                self._resize(node, a)
+            elif op == "Transpose":
+                self._transpose(node, a)
+            elif op == "Sigmoid":
+                self._sigmoid(node)
 
+        if self.head == "raw":
+            return keras.Model(inp, self._raw_outputs(g), name=self.name)
         if len(g.output) != 1:
             raise OnnxImportError(f"expected one output, found {len(g.output)}")
         out = self._get(g.output[0].name)
@@ -450,6 +550,13 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
         "training_data": "not stated by OpenCV Zoo; the SFace paper trains on CASIA-WebFace, VGGFace2 and MS1MV2",
         "lfw_folds_used": [],
     },
+    "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10": {
+        "license": "MIT (Copyright (c) 2020 Shiqi Yu; OpenCV Zoo models/face_detection_yunet/LICENSE)",
+        "authors": "YuNet: Wu et al., \"YuNet: A Tiny Millisecond-level Face Detector\" (Machine Intelligence "
+                   "Research, 2023), as published in OpenCV Zoo (models/face_detection_yunet)",
+        "training_data": "not stated by OpenCV Zoo; evaluated on WIDER FACE, trained with libfacedetection.train",
+        "lfw_folds_used": [],
+    },
 }
 
 
@@ -465,9 +572,12 @@ def provenance(src: str | Path) -> dict[str, Any]:
     return info
 
 
-def import_onnx(src: str | Path, dst: str | Path | None = None, input_order: str = "RGB") -> Any:
-    """Build the Keras model for ``src``; save it (and ``DST.provenance.json``) to ``dst`` if given."""
-    model = OnnxImporter(src, input_order=input_order).build()
+def import_onnx(src: str | Path, dst: str | Path | None = None, input_order: str = "RGB",
+                input_size: tuple[int | None, int | None] | None = None, head: str = "l2") -> Any:
+    """Build the Keras model for ``src``; save it (and ``DST.provenance.json``) to ``dst`` if given.
+
+    ``input_size`` (H, W) and ``head`` are passed to ``OnnxImporter``."""
+    model = OnnxImporter(src, input_order=input_order, input_size=input_size, head=head).build()
     if dst is not None:
         d = Path(dst)
         d.parent.mkdir(parents=True, exist_ok=True)
@@ -494,17 +604,35 @@ def onnxruntime_session(src: str | Path) -> Any:
     return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def _size_arg(text: str) -> tuple[int | None, int | None]:
+    """``WxH`` -> (H, W); ``any`` -> (None, None), a resizable input."""
+    if text.lower() == "any":
+        return None, None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH (e.g. 320x256) or any, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive: {text!r}")
+    return h, w
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m converter.import_onnx", description=__doc__.splitlines()[0])
-    p.add_argument("src", type=Path, help="ONNX face encoder (NCHW)")
+    p.add_argument("src", type=Path, help="ONNX face encoder or detector (NCHW)")
     p.add_argument("out", type=Path, help="output .keras file")
     p.add_argument("--input-order", choices=["RGB", "BGR"], default="RGB",
                    help="channel order the ONNX graph expects (default RGB, as SFace); the Keras model takes BGR")
+    p.add_argument("--input-size", type=_size_arg, metavar="WxH",
+                   help="replace the graph's input size, or 'any' for a resizable one (fully convolutional "
+                        "graphs: a detector)")
+    p.add_argument("--head", choices=HEADS, default="l2",
+                   help="l2: one embedding output, L2-normalised (encoders, default); raw: every output as is")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        import_onnx(args.src, args.out, input_order=args.input_order)
+        import_onnx(args.src, args.out, input_order=args.input_order, input_size=args.input_size, head=args.head)
     except ConverterError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

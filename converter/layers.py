@@ -70,3 +70,32 @@ def load_encoder(path: str | os.PathLike[str]) -> Any:
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EncoderLoadError(f"cannot load {path}: {first}") from None
+
+
+@keras.saving.register_keras_serializable(package="edge_verify")
+class NearestUpsample(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer ``factor`` (each pixel repeated factor x factor).
+
+    On the TensorFlow backend it is the input concatenated ``factor**2`` times along the channels and
+    ``depth_to_space``: both run inside XNNPACK, unlike the TILE that ``UpSampling2D`` converts to, and
+    no shape is baked in, so the TFLite input can still be resized. Other backends use ``ops.repeat``.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs: Any) -> Any:
+        f = self.factor
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.nn.depth_to_space(tf.concat([inputs] * (f * f), axis=-1), f)
+        return ops.repeat(ops.repeat(inputs, f, axis=1), f, axis=2)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        b, h, w, c = input_shape
+        return (b, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "factor": self.factor}

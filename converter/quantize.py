@@ -176,8 +176,10 @@ def activation_ranges(calibrated: bytes, crops: np.ndarray, mode: str = "mean") 
            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
     interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
+    if tuple(interp.get_input_details()[0]["shape"][1:]) != tuple(crops.shape[1:]):  # a resizable input
+        interp.resize_tensor_input(inp, [1, *crops.shape[1:]])
+    interp.allocate_tensors()
     lo = np.zeros((len(crops), len(idx)), np.float64)
     hi = np.zeros((len(crops), len(idx)), np.float64)
     for n, crop in enumerate(crops):

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from .detector_backend import DetectorBackend
 from .errors import ConfigError
 from .thresholds import QualityThresholds
 from .validate import TAU_MAX, finite_float
@@ -69,6 +70,7 @@ class ModelConfig:
     name: str = ""  # "" = the bundled default encoder; or a path to a .tflite/.json manifest
     tau: float | None = _f(None, gt=0, lt=TAU_MAX)
     threads: int = _f(2, min=1, max=64)
+    detector: DetectorBackend = "auto"
 
 
 @dataclass(frozen=True)

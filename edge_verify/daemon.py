@@ -237,7 +237,9 @@ class Daemon:
             self.verifier.close()
         self.notifier.status("loading the model")
         q = self.cfg.quality
-        detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side, pad_retry=False)
+        detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side, pad_retry=False,
+                                backend=self.cfg.model.detector, num_threads=self.cfg.model.threads)
+        log.info("face detector: %s, %s", detector.runner, detector.model_path.name)
         fv = FaceVerifier(model=self.cfg.model.name or None, state_dir=self.cfg.state_path, tau=self.cfg.model.tau,
                           num_threads=self.cfg.model.threads, quality=q.thresholds(), detector=detector)
         fv.self_test()

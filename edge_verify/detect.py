@@ -1,7 +1,8 @@
-"""Face detection with YuNet (``cv2.FaceDetectorYN``): boxes, scores and 5 landmarks."""
+"""Face detection with YuNet (on LiteRT, or ``cv2.FaceDetectorYN``): boxes, scores and 5 landmarks."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .detector_backend import BACKENDS, DetectorBackend
 from .errors import ModelError
+from .yunet import LiteRTYuNet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,31 @@ class Face:
         )
 
 
+class _OpenCVYuNet:
+    """OpenCV Zoo's YuNet ONNX file run by ``cv2.FaceDetectorYN``: the reference and the fallback."""
+
+    def __init__(self, path: Path, score_threshold: float, nms_threshold: float, top_k: int) -> None:
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
+        except cv2.error as exc:
+            raise ModelError(f"cannot load face detector {path}: {str(exc).strip().splitlines()[-1]}") from None
+        self._lock = threading.Lock()
+
+    def run(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        with self._lock:
+            self._net.setInputSize((w, h))
+            _, out = self._net.detect(image)
+        return np.zeros((0, 15), np.float32) if out is None else out
+
+
 class FaceDetector:
     """YuNet behind a small interface; thread-safe, any image size.
+
+    Two backends run the same network and give the same faces: ``litert`` (the bundled ``yunet``
+    ``.tflite``, decoded in numpy by ``edge_verify.yunet``) and ``opencv`` (``cv2.FaceDetectorYN`` on
+    the bundled ONNX file). ``auto`` (the default) is LiteRT, falling back to OpenCV with a logged
+    warning when the LiteRT model is missing or damaged; ``backend`` tells which one runs.
 
     Large images are downscaled so their longer side is at most ``max_side`` before detection
     (YuNet finds faces down to ~10 px, so 640 keeps door-distance faces). When nothing is found, the
@@ -62,29 +90,54 @@ class FaceDetector:
         max_side: int = 640,
         top_k: int = 50,
         pad_retry: bool = True,
+        backend: DetectorBackend = "auto",
+        num_threads: int | None = None,
     ) -> None:
-        from .models import detector_path
-
-        path = Path(model_path) if model_path is not None else detector_path()
-        if not path.is_file():
-            raise ModelError(f"face detector model not found: {path}")
-        self.model_path = path
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown detector backend {backend!r} (choose from {', '.join(BACKENDS)})")
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.pad_retry = pad_retry
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
-        except cv2.error as exc:
-            raise ModelError(f"cannot load face detector {path}: {str(exc).strip().splitlines()[-1]}") from None
-        self._lock = threading.Lock()
+        if model_path is not None and backend == "auto":
+            backend = "litert" if Path(model_path).suffix in (".tflite", ".json") else "opencv"
+        self._runner: _OpenCVYuNet | LiteRTYuNet
+        if backend in ("auto", "litert"):
+            try:
+                self._runner = self._litert(model_path, score_threshold, nms_threshold, top_k, num_threads)
+                self.backend = "litert"
+                return
+            except ModelError as exc:
+                if backend == "litert":
+                    raise
+                log.warning("LiteRT face detector unavailable (%s): using OpenCV's", exc)
+        path = Path(model_path) if model_path is not None else None
+        if path is None:
+            from .models import detector_path
+
+            path = detector_path()
+        if not path.is_file():
+            raise ModelError(f"face detector model not found: {path}")
+        self.model_path = path
+        self._runner = _OpenCVYuNet(path, score_threshold, nms_threshold, top_k)
+        self.backend = "opencv"
+
+    def _litert(self, model_path: str | Path | None, score_threshold: float, nms_threshold: float,
+                top_k: int, num_threads: int | None) -> LiteRTYuNet:
+        from .models import resolve_detector
+
+        manifest = resolve_detector(model_path)
+        self.model_path = manifest.model_path
+        self.manifest_name = manifest.name
+        return LiteRTYuNet(manifest.model_path, score_threshold, nms_threshold, top_k, num_threads)
+
+    @property
+    def runner(self) -> str:
+        """What runs the detector, for reports: e.g. ``litert ai_edge_litert (float32)``."""
+        r = self._runner
+        return f"litert {r.interpreter} ({r.dtype})" if isinstance(r, LiteRTYuNet) else f"opencv {cv2.__version__}"
 
     def _run(self, image: np.ndarray) -> list[Face]:
-        h, w = image.shape[:2]
-        with self._lock:
-            self._net.setInputSize((w, h))
-            _, out = self._net.detect(image)
-        if out is None:
-            return []
+        out = self._runner.run(image)
         return [Face((float(r[0]), float(r[1]), float(r[2]), float(r[3])), float(r[14]),
                      np.asarray(r[4:14], np.float32).reshape(5, 2)) for r in out]
 

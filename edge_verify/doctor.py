@@ -69,6 +69,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"self-test {'passed' if passed else 'FAILED'}: model {fv.manifest.name} (sha256 "
               f"{fv.model_sha256[:12]}..., {fv.embedder.interpreter}, {fv.embedder.num_threads} threads): "
               f"same person d={same:.3f}, different people d={other:.3f}, tau={fv.tau:.3f}, {ms:.1f} ms/photo")
+        print(f"detector: {fv.detector.runner} ({fv.detector.model_path.name})")
         try:
             print(f"gallery: {fv.gallery.path}: {len(fv.people())} people")
         except NoGalleryError as exc:

@@ -61,22 +61,28 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def open_interpreter(path: Path, num_threads: int | None, what: str) -> tuple[Any, str, int]:
+    """(allocated interpreter, runtime module name, threads) for a ``.tflite`` file; a missing or
+    unreadable file is a one-line ModelError naming ``what`` it was meant to be."""
+    if not path.is_file():
+        raise ModelError(f"{what} model not found: {path}")
+    interpreter_cls, runtime = load_interpreter_class()
+    threads = num_threads if num_threads and num_threads > 0 else min(4, os.cpu_count() or 1)
+    try:
+        with _native_stderr_silenced():
+            interp = interpreter_cls(model_path=str(path), num_threads=threads)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load {what} {path}: {str(exc).strip().splitlines()[0]}") from None
+    return interp, runtime, threads
+
+
 class Embedder:
     """One TFLite encoder; ``embed`` is thread-safe (calls are serialised)."""
 
     def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
         path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"encoder model not found: {path}")
-        interpreter_cls, self.interpreter = load_interpreter_class()
-        threads = num_threads if num_threads and num_threads > 0 else min(4, os.cpu_count() or 1)
-        self.num_threads = threads
-        try:
-            with _native_stderr_silenced():
-                self._tfl = interpreter_cls(model_path=str(path), num_threads=threads)
-                self._tfl.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load encoder {path}: {str(exc).strip().splitlines()[0]}") from None
+        self._tfl, self.interpreter, self.num_threads = open_interpreter(path, num_threads, "encoder")
         inp = self._tfl.get_input_details()[0]
         out = self._tfl.get_output_details()[0]
         self._in_index, self._out_index = inp["index"], out["index"]

@@ -100,7 +100,7 @@ class FaceVerifier:
         when there is none, instead of creating an empty one; enrolling always creates it."""
         self.manifest: Manifest = resolve_encoder(model)
         self.embedder = Embedder(self.manifest.model_path, num_threads)
-        self.detector = detector or FaceDetector()
+        self.detector = detector or FaceDetector(num_threads=num_threads)
         self.tau = self.manifest.tau if tau is None else _checked_tau(tau)
         self.quality_limits = quality or QualityThresholds()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()

@@ -42,6 +42,7 @@ def _load(tmp_path: Path, text: str) -> Config:
     ("[mqtt]\ntls = 'yes'\n", "mqtt.tls: must be true or false"),
     ("[decision]\nk = 6\nn = 5\n", "decision.k: must be <= decision.n"),
     ("[device]\nmode = 'open'\n", "device.mode: must be one of identify, claim"),
+    ("[model]\ndetector = 'tpu'\n", "model.detector: must be one of auto, litert, opencv"),
     ("[device]\nid = 'door/1'\n", "device.id: must not contain '/'"),
     ("[camera]\ntype = 'directory'\n", "camera.source: needed"),
     ("[mqtt]\ntls = true\nca_file = '/nonexistent/ca.pem'\n", "mqtt.ca_file: no such file"),

@@ -134,3 +134,38 @@ def test_sface_int8_export(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert m["validation"]["cosine_mean"] >= 0.95
     assert res.report["xnnpack"]["partitions"] == 1
     assert inspect_tflite(res.path.read_bytes()).float_tensors == []
+
+
+@pytest.mark.slow
+def test_yunet_detector_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Import + fp32 export of YuNet as `make detector` does (a small validation): one XNNPACK piece,
+    a face-detector manifest, and the runtime finds the same faces as OpenCV with it."""
+    from converter.export import main
+    from converter.import_onnx import import_onnx
+    from edge_verify.detect import FaceDetector
+    from edge_verify.imageio import read_image
+    from edge_verify.models import sha256_file
+
+    from .conftest import SHARED_MODELS, lfw_photo
+
+    src = SHARED_MODELS / "face_detection_yunet_2023mar_int8bq.onnx"
+    import_onnx(src, tmp_path / "yunet.keras", input_order="BGR", input_size=(None, None), head="raw")
+    from converter.export_detector import export_detector
+
+    res = export_detector(tmp_path / "yunet.keras", tmp_path / "yunet.tflite", bench=False,
+                          validation_size=(1, 3))
+    m = json.loads((tmp_path / "yunet.json").read_text())
+    assert m["kind"] == "face_detector" and m["dtype"] == "float32" and m["input"]["shape"] == [1, -1, -1, 3]
+    assert m["sha256"] == sha256_file(res.path) and m["xnnpack"]["partitions"] == 1
+    assert m["provenance"]["source_sha256"].startswith("49f000ec")
+    v = m["validation"]["lfw_folds_2_10"]
+    assert v["images"] == 9 and v["matched_iou_0.5"] == v["reference_faces"] and v["iou_min"] > 0.99
+    img = read_image(lfw_photo("Goldie_Hawn", 2))
+    got = FaceDetector(res.path).detect(img)
+    ref = FaceDetector(backend="opencv").detect(img)
+    assert len(got) == len(ref) == 3
+    assert all(np.allclose(g.bbox, r.bbox, atol=0.05) for g, r in zip(got, ref, strict=True))
+    # exported as an encoder by mistake: a one-line error
+    assert main([str(tmp_path / "yunet.keras"), "--float", "--out", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "12 outputs" in err and "--detector" in err and len(err.splitlines()) == 1

@@ -146,3 +146,104 @@ def test_sface_import_matches_onnxruntime_on_lfw_faces(sface_keras: Any) -> None
     assert sface_keras.output_shape == (1, 128)
     # different people stay apart: the encoder is not degenerate
     assert (got @ got.T)[np.triu_indices(len(got), 1)].mean() < 0.5
+
+
+def _tiny_detector(path: Path, rng: np.random.Generator) -> None:
+    """YuNet's op set: Conv (stride 2), Relu, MaxPool, a 1x1 Conv, Resize x2 (nearest, asymmetric,
+    floor), Add, then two heads through Transpose (NCHW -> NHWC) and Reshape [1, -1, C], one with a
+    Sigmoid. Two outputs."""
+
+    def init(name: str, a: np.ndarray) -> TensorProto:
+        return numpy_helper.from_array(np.asarray(a), name)
+
+    inits = [
+        init("w1", rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)),
+        init("b1", rng.normal(0, 0.1, (4,)).astype(np.float32)),
+        init("w2", rng.normal(0, 0.3, (4, 4, 1, 1)).astype(np.float32)),
+        init("w3", rng.normal(0, 0.3, (1, 4, 1, 1)).astype(np.float32)),
+        init("w4", rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32)),
+        init("roi", np.zeros(0, np.float32)),
+        init("scales", np.array([1, 1, 2, 2], np.float32)),
+        init("shape1", np.array([1, -1, 1], np.int64)),
+        init("shape4", np.array([1, -1, 4], np.int64)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["data", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], kernel_shape=[1, 1]),
+        helper.make_node("Resize", ["c2", "roi", "scales"], ["up"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Add", ["r1", "up"], ["sum"]),
+        helper.make_node("Conv", ["sum", "w3"], ["h1"], kernel_shape=[1, 1]),
+        helper.make_node("Transpose", ["h1"], ["t1"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["t1", "shape1"], ["f1"]),
+        helper.make_node("Sigmoid", ["f1"], ["cls"]),
+        helper.make_node("Conv", ["sum", "w4"], ["h2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["h2"], ["t2"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["t2", "shape4"], ["bbox"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tinydet", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("cls", TensorProto.FLOAT, [1, 256, 1]),
+         helper.make_tensor_value_info("bbox", TensorProto.FLOAT, [1, 256, 4])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+
+
+def test_tiny_detector_graph_matches_onnxruntime(tmp_path: Path) -> None:
+    """Raw head outputs by name, equal to onnxruntime; with a resizable input the same model takes
+    other sizes (each output has one row per stride-2 position)."""
+    rng = np.random.default_rng(1)
+    src = tmp_path / "tinydet.onnx"
+    _tiny_detector(src, rng)
+    sess = onnxruntime_session(src)
+    x = rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    expect = dict(zip(["cls", "bbox"], sess.run(["cls", "bbox"], {"data": x.transpose(0, 3, 1, 2)}), strict=True))
+    for size in ((32, 32), (None, None)):
+        model = import_onnx(src, input_order="BGR", input_size=size, head="raw")
+        got = model(x)
+        for name in ("cls", "bbox"):
+            assert np.abs(_np(got[name]) - expect[name]).max() < 1e-4, (size, name)
+    other = model(rng.uniform(0, 255, (1, 64, 96, 3)).astype(np.float32))
+    assert _np(other["bbox"]).shape == (1, 32 * 48, 4)
+
+
+def test_a_transpose_other_than_nchw_to_nhwc_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    src = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(src))
+    with pytest.raises(OnnxImportError, match=r"Transpose .*only NCHW -> NHWC"):
+        import_onnx(src, head="raw")
+
+
+@pytest.mark.slow
+def test_yunet_import_matches_opencv_dnn(tmp_path: Path) -> None:
+    """OpenCV Zoo's YuNet, imported with a resizable input: its twelve outputs equal OpenCV DNN's on a
+    real photo at 320x192 (the daemon's padded lores frame), and the fp32 export keeps XNNPACK whole."""
+    import cv2
+
+    from converter.export import convert
+    from converter.quantize import delegate_partitions
+
+    from .conftest import SHARED_MODELS, lfw_photo
+
+    src = SHARED_MODELS / "face_detection_yunet_2023mar_int8bq.onnx"
+    model = import_onnx(src, input_order="BGR", input_size=(None, None), head="raw")
+    x = np.zeros((192, 320, 3), np.float32)
+    x[20:170, 100:250] = cv2.imread(str(lfw_photo("Tony_Blair", 32)))
+    net = cv2.dnn.readNet(str(src))
+    names = [f"{h}_{s}" for h in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
+    net.setInput(cv2.dnn.blobFromImage(x))
+    expect = dict(zip(names, net.forward(names), strict=True))
+    got = model(x[None])
+    for n in names:
+        assert np.abs(_np(got[n]) - expect[n]).max() < 1e-3, n
+    assert float(_np(got["cls_16"]).max()) > 0.5  # the face is there
+    tfl = tmp_path / "yunet.tflite"
+    tfl.write_bytes(convert(model, None))
+    assert delegate_partitions(str(tfl))[0] == 1

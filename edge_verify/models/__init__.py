@@ -14,8 +14,11 @@ from ..errors import ModelError
 
 MODEL_DIR = Path(__file__).resolve().parent
 DEFAULT_ENCODER = "sface-int8"
-DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"  # OpenCV's YuNet: cv2.FaceDetectorYN runs it
 DETECTOR_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+DETECTOR_MANIFEST = "yunet.json"  # the same YuNet imported for LiteRT (edge_verify.yunet), `make detector`
+ENCODER = "encoder"
+DETECTOR = "face_detector"
 
 
 @lru_cache(maxsize=16)
@@ -110,7 +113,8 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ModelError(f"{p}: unreadable model manifest: {exc}") from None
     if not isinstance(data, dict):
         raise ModelError(f"{p}: model manifest is not a JSON object")
-    for key in ("sha256", "tau"):
+    required = ("sha256", "tau") if data.get("kind", ENCODER) == ENCODER else ("sha256",)
+    for key in required:
         if key not in data:
             raise ModelError(f"{p}: model manifest has no {key!r}")
     return Manifest(p, data)
@@ -124,7 +128,8 @@ def bundled_manifests() -> dict[str, Manifest]:
             m = load_manifest(p)
         except ModelError:
             continue
-        found[m.name] = m
+        if m.data.get("kind", ENCODER) == ENCODER:
+            found[m.name] = m
     return found
 
 
@@ -153,3 +158,16 @@ def detector_path() -> Path:
     path = MODEL_DIR / DETECTOR_FILE
     check_sha256(path, DETECTOR_SHA256)
     return path
+
+
+def resolve_detector(manifest: str | Path | None = None) -> Manifest:
+    """The LiteRT face detector's manifest (bundled by default, or a ``.json``/``.tflite`` path), its
+    model file sha256-checked."""
+    p = MODEL_DIR / DETECTOR_MANIFEST if manifest is None else Path(manifest)
+    if p.suffix == ".tflite":
+        p = p.with_suffix(".json")
+    m = load_manifest(p)
+    if m.data.get("kind") != DETECTOR:
+        raise ModelError(f"{p}: not a face detector manifest (kind {m.data.get('kind', ENCODER)!r})")
+    check_sha256(m.model_path, m.sha256)
+    return m
