@@ -365,6 +365,7 @@ def test_a_bad_outbox_row_is_quarantined_and_blocks_nothing(broker: Broker, tmp_
         link.submit(last)
         assert sub.wait(lambda: len(sub.on("edge-verify/door1/event")) == 1)
         assert [e["person"] for e in sub.json("edge-verify/door1/event")] == ["bob"]
+        assert _wait(lambda: len(quarantined) == 2)
         assert sorted(s for s, _ in quarantined) == [first, first + 1]
         assert _wait(lambda: ob.count() == 0) and ob.quarantined() == 2
     finally:
