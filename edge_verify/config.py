@@ -274,6 +274,9 @@ def _check(cfg: Config) -> Config:
     d, c, m = cfg.decision, cfg.camera, cfg.mqtt
     if d.k > d.n:
         raise ConfigError(f"decision.k: must be <= decision.n ({d.n}), got {d.k}")
+    for key in ("width", "height", "lores_width", "lores_height"):
+        if getattr(c, key) % 2:  # YUV420 halves both sides for its colour planes
+            raise ConfigError(f"camera.{key}: must be even, got {getattr(c, key)}")
     if c.reopen_min_s > c.reopen_max_s:
         raise ConfigError(f"camera.reopen_min_s: must be <= camera.reopen_max_s ({c.reopen_max_s})")
     if m.reconnect_min_s > m.reconnect_max_s:

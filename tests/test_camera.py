@@ -88,15 +88,17 @@ LORES_STRIDE_PAD = 64  # libcamera pads lores rows to its alignment: picamera2 h
 
 def pad_i420(i420: np.ndarray, width: int, height: int, pad: int) -> np.ndarray:
     """A packed I420 image laid out as picamera2 gives it when rows carry ``pad`` bytes of padding:
-    (height * 3/2, width + pad), each U and V row (stride / 2 bytes) two to an array row."""
-    stride = width + pad
+    (height * 3/2, width + pad) bytes, the Y plane at a stride of width + pad, then the U and V planes at
+    half that stride, one after another."""
+    stride, ch = width + pad, height // 2
+    flat = i420.reshape(-1)
     y = np.full((height, stride), 7, np.uint8)
-    y[:, :width] = i420[:height]
-    u = np.full((height // 2, stride // 2), 7, np.uint8)
-    v = np.full((height // 2, stride // 2), 7, np.uint8)
-    u[:, : width // 2] = i420[height:height + height // 4].reshape(height // 2, width // 2)
-    v[:, : width // 2] = i420[height + height // 4:].reshape(height // 2, width // 2)
-    return np.concatenate([y, u.reshape(height // 4, stride), v.reshape(height // 4, stride)])
+    y[:, :width] = flat[: width * height].reshape(height, width)
+    u = np.full((ch, stride // 2), 7, np.uint8)
+    v = np.full((ch, stride // 2), 7, np.uint8)
+    u[:, : width // 2] = flat[width * height: width * height + ch * width // 2].reshape(ch, width // 2)
+    v[:, : width // 2] = flat[width * height + ch * width // 2:].reshape(ch, width // 2)
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, stride)
 
 
 def test_picamera2_lores_stride_padding_is_cropped() -> None:
@@ -113,6 +115,12 @@ def test_picamera2_lores_stride_padding_is_cropped() -> None:
     assert i420_unpadded(i420, 640, 360) is i420  # no padding: nothing to do
     bgr = cv2.cvtColor(i420_unpadded(padded, 640, 360), cv2.COLOR_YUV420p2BGR)
     assert bgr.shape == (360, 640, 3)
+    odd = cv2.cvtColor(cv2.resize(img, (480, 270)), cv2.COLOR_BGR2YUV_I420)  # 270 / 2 rows of chroma: odd
+    assert np.array_equal(i420_unpadded(pad_i420(odd, 480, 270, 32), 480, 270), odd)
+    from edge_verify.camera import CameraError
+
+    with pytest.raises(CameraError, match="does not hold"):
+        i420_unpadded(padded[:100], 640, 360)
 
 
 class FakeRequest:

@@ -49,6 +49,7 @@ def _load(tmp_path: Path, text: str) -> Config:
     ("[mqtt]\nca_file = '/etc/hostname'\n", "mqtt.tls: must be true"),
     ("camera = 3\n", "camera: must be a table"),
     ("[camera\n", "not valid TOML"),
+    ("[camera]\nlores_height = 271\n", "camera.lores_height: must be even"),
     ("[model]\ntau = nan\n", "model.tau: must be a finite number"),
     ("[model]\ntau = inf\n", "model.tau: must be a finite number"),
     ("[model]\ntau = 4.0\n", "model.tau: must be < 4.0"),

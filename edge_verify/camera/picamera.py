@@ -15,19 +15,22 @@ from .base import CameraError, Frame, FrameSource
 
 
 def i420_unpadded(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
-    """picamera2's YUV420 array without its row padding: (height * 3/2, stride) bytes, where the stride
-    can be wider than ``width`` (each U and V row is stride/2 bytes, two per array row), back to a
-    packed I420 array of (height * 3/2, width) that OpenCV converts."""
+    """picamera2's YUV420 array without its row padding, as the packed (height * 3/2, width) I420 array
+    OpenCV converts. The array is (height * 3/2, stride) bytes with stride >= width: the Y plane has
+    ``height`` rows of ``stride`` bytes, then the U and V planes ``height / 2`` rows of ``stride / 2``
+    bytes each, packed one after another whatever the array's row boundaries."""
     stride = yuv.shape[1]
     if stride == width:
         return yuv
-    if stride < width or yuv.shape[0] < height * 3 // 2:
-        raise CameraError(f"lores YUV420 array {yuv.shape} is smaller than {width}x{height}")
-    y = yuv[:height, :width]
-    chroma = yuv[height:height + height // 2].reshape(height, stride // 2)  # U rows, then V rows
-    u = chroma[: height // 2, : width // 2].reshape(height // 4, width)
-    v = chroma[height // 2 :, : width // 2].reshape(height // 4, width)
-    return np.ascontiguousarray(np.concatenate([y, u, v]))
+    if stride < width or yuv.size < height * stride * 3 // 2 or width % 2 or height % 2:
+        raise CameraError(f"lores YUV420 array {yuv.shape} does not hold {width}x{height} (even sides)")
+    flat = np.ascontiguousarray(yuv).reshape(-1)
+    cs, ch = stride // 2, height // 2  # chroma stride and rows
+    y = flat[: height * stride].reshape(height, stride)[:, :width]
+    u = flat[height * stride: height * stride + ch * cs].reshape(ch, cs)[:, : width // 2]
+    v = flat[height * stride + ch * cs: height * stride + 2 * ch * cs].reshape(ch, cs)[:, : width // 2]
+    packed = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)])
+    return packed.reshape(height * 3 // 2, width)
 
 
 class Picamera2Source(FrameSource):
