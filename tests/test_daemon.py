@@ -142,6 +142,17 @@ def _outage_and_sigkill(broker: Broker, enrolled_state: Path, tmp_path: Path) ->
     cfg_a = write_config(tmp_path / "a.toml", state, cam_a, broker.port, "wait")
     d = DaemonProc("run", "--config", str(cfg_a))
     assert sub.wait(lambda: len(sub.on(topic)) >= 1, timeout=120), d.log
+
+    def unsent() -> int:
+        db = sqlite3.connect(state / "outbox.sqlite3")
+        try:
+            return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+        finally:
+            db.close()
+
+    deadline = time.monotonic() + 30  # the daemon has read visit 1's PUBACK before the broker dies
+    while unsent() and time.monotonic() < deadline:
+        time.sleep(0.05)
     broker.kill()
     assert d.wait_log("end of input", 300), d.log
     outbox = sqlite3.connect(state / "outbox.sqlite3")
