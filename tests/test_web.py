@@ -88,7 +88,7 @@ def test_nothing_is_reachable_without_a_login(app_for: Any, verifier_factory: An
     # logged in, every page answers
     assert login(anonymous).status_code == 303
     for method, path in paths:
-        skip = ("/live.mjpeg", "/people/enrol/1", "/login", "/people/forget")  # streams, or need parameters
+        skip = ("/live.mjpeg", "/people/enrol/1", "/login", "/people/forget", "/people/schedule")  # need a name
         if method == "GET" and path not in skip and not path.startswith("/snapshots/"):
             r = anonymous.get(path)
             assert r.status_code == 200 or (path, r.headers.get("location")) == ("/", "/people"), path
@@ -112,7 +112,7 @@ def test_every_form_needs_its_csrf_token(client: Any, app_for: Any) -> None:
     login(client)
     good = csrf_of(client.get("/people").text)
     posts = [p for m, p in _paths(client.app) if m == "POST" and p != "/login"]
-    assert set(posts) >= {"/logout", "/people/photos", "/people/camera", "/people/forget"}
+    assert set(posts) >= {"/logout", "/people/photos", "/people/camera", "/people/forget", "/people/schedule"}
     for path in posts:
         for token in (None, "", "not-the-token", good[:-1]):
             data = {"name": "x"} if token is None else {"name": "x", "csrf": token}
@@ -318,3 +318,32 @@ def test_edge_verify_web_serves_the_console(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
+
+
+def test_schedules_are_set_per_person_with_clear_messages(client: Any) -> None:
+    login(client)
+    console = client.app.state.web.console
+    console.gallery.add("Ann", np.eye(1, 128, dtype=np.float32))
+    people = client.get("/people").text
+    assert '<td class="access">any time</td>' in people
+    page = client.get("/people/schedule", params={"name": "ann"})  # any case finds her
+    assert page.status_code == 200 and "When Ann may enter" in page.text
+    csrf = csrf_of(page.text)
+    for fields, message in [({"windows": "Mon-Fri 7-19"}, ""), ({"windows": "Funday 07:00-19:00"}, ""),
+                            ({"valid_from": "2025-12-31", "valid_until": "2025-01-01"}, "is not after valid from"),
+                            ({"valid_until": "someday"}, "")]:
+        r = client.post("/people/schedule", data={"csrf": csrf, "name": "Ann", **fields})
+        assert r.status_code == 400, fields
+        got = messages(r.text)
+        assert len(got) == 1 and message in got[0], (fields, got)
+        assert all(f'value="{v}"' in r.text for v in fields.values())  # what was typed stays
+    assert console.access("Ann").unrestricted  # nothing changed on bad input
+    r = client.post("/people/schedule", data={"csrf": csrf, "name": "Ann", "windows": "Mon-Fri 07:00-19:00",
+                                              "valid_until": "2030-12-31"})
+    assert r.status_code == 303
+    assert messages(client.get("/people").text, "flash") == ["'Ann' may enter: Mon-Fri 07:00-19:00, until 2030-12-31"]
+    assert '<td class="access">Mon-Fri 07:00-19:00, until 2030-12-31</td>' in client.get("/people").text
+    r = client.post("/people/schedule", data={"csrf": csrf, "name": "Ann", "windows": "", "valid_until": ""})
+    assert r.status_code == 303 and console.access("Ann").unrestricted
+    assert client.post("/people/schedule", data={"csrf": csrf, "name": "Bob"}).status_code == 404
+    assert client.get("/people/schedule", params={"name": "Bob"}).status_code == 404

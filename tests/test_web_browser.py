@@ -1,8 +1,8 @@
 """The console in a real browser (Debian's headless Chromium through chromedriver and Selenium), served
 by the daemon itself, which runs on a replay camera of real photos and publishes to a real mosquitto.
 A person logs in, enrols someone from an uploaded photo and someone else from the camera, sees the
-camera person's event appear, watches the live view, and forgets them. Screenshots are kept under the
-test's temporary directory (the path is printed)."""
+camera person's event appear, watches the live view, sets a schedule, and forgets the camera person.
+Screenshots are kept under the test's temporary directory (the path is printed)."""
 
 from __future__ import annotations
 
@@ -169,6 +169,15 @@ live_view = true
     browser.get(f"{url}/health")
     assert "running" in text_of("#daemon") and "sface-int8" in text_of("#console")
     shot("health")
+
+    # a schedule for the person enrolled from a photo
+    browser.get(f"{url}/people")
+    browser.find_elements(By.CSS_SELECTOR, "a.schedule")[1].click()
+    assert _wait(lambda: "When Tony Blair may enter" in browser.page_source)
+    browser.find_element(By.NAME, "windows").send_keys("Mon-Fri 07:00-19:00")
+    browser.find_element(By.CSS_SELECTOR, "#schedule button").click()
+    assert _wait(lambda: "Mon-Fri 07:00-19:00" in text_of("#people .access")), browser.page_source
+    shot("schedule")
 
     # forget, with its confirmation step
     browser.get(f"{url}/people")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..access import AccessRule
 from ..config import Config
 from ..control import ControlClient, ControlError, socket_path
 from ..errors import EdgeVerifyError, GalleryError
@@ -85,10 +86,21 @@ class Console:
     def people(self) -> list[Person]:
         return self.gallery.people()
 
-    def schedule(self, name: str) -> str | None:
-        """A person's access schedule, for the people page. Hook: schedules (access.py and the gallery's
-        schedules table) are not on main yet; this returns their summary once they are."""
-        return None
+    def schedules(self) -> dict[str, str]:
+        """The access rule of each restricted person, described ("Mon-Fri 07:00-19:00, until 2025-12-31");
+        people not listed may enter at any time."""
+        return {name: rule.describe() for name, rule in self.gallery.access_rules().items()}
+
+    def access(self, name: str) -> AccessRule:
+        return self.gallery.access(name)
+
+    def set_schedule(self, name: str, windows: str, valid_from: str, valid_until: str) -> AccessRule:
+        """Replace a person's access rule (all empty: any time); ScheduleError names what is wrong."""
+        from ..access import make_rule
+
+        rule = make_rule(windows.strip() or None, valid_from.strip() or None, valid_until.strip() or None)
+        self.gallery.set_access(name, rule)
+        return rule
 
     def new_name(self, name: str) -> str:
         """A valid name that no one has yet (GalleryError saying why not)."""

@@ -102,7 +102,8 @@ async def home(request: Request) -> Response:
 # -- people ---------------------------------------------------------------------------------------------
 def _people_page(request: Request, status: int = 200, **context: Any) -> Response:
     console = state(request).console
-    people = [{"name": p.name, "templates": p.templates, "created": p.created, "schedule": console.schedule(p.name)}
+    rules = console.schedules()
+    people = [{"name": p.name, "templates": p.templates, "created": p.created, "access": rules.get(p.name, "any time")}
               for p in console.people()]
     context.setdefault("error", None)
     context.setdefault("form", "")
@@ -166,6 +167,41 @@ async def forget(request: Request) -> Response:
     except EdgeVerifyError as e:
         return _people_page(request, 400, error=str(e))
     session_of(request).flash.append(f"forgot {name.strip()!r}: {templates} templates and {snaps} snapshots deleted")
+    return redirect("/people")
+
+
+def _schedule_page(request: Request, name: str, status: int = 200, error: str | None = None,
+                   form: dict[str, str] | None = None) -> Response:
+    from ..access import format_schedule, format_when
+
+    console = state(request).console
+    enrolled = console.gallery.resolve(name) if name.strip() else None
+    if enrolled is None:
+        raise HTTPException(404, f"{name[:64]!r} is not enrolled")
+    rule = console.access(enrolled)
+    current = {"windows": format_schedule(rule.windows) if rule.windows else "",
+               "valid_from": format_when(rule.valid_from) if rule.valid_from else "",
+               "valid_until": format_when(rule.valid_until, end=True) if rule.valid_until else ""}
+    return render(request, "schedule.html", status=status, name=enrolled, rule=rule.describe(), error=error,
+                  form=form or current)
+
+
+async def schedule_page(request: Request) -> Response:
+    return _schedule_page(request, request.query_params.get("name", ""))
+
+
+async def set_schedule(request: Request) -> Response:
+    form = await checked_form(request)
+    name = str(form.get("name") or "")
+    fields = {k: str(form.get(k) or "")[:200] for k in ("windows", "valid_from", "valid_until")}
+    try:
+        rule = await run_in_threadpool(state(request).console.set_schedule, name, fields["windows"],
+                                       fields["valid_from"], fields["valid_until"])
+    except UnknownPersonError as e:
+        raise HTTPException(404, str(e)) from None
+    except EdgeVerifyError as e:
+        return _schedule_page(request, name, 400, str(e), fields)
+    session_of(request).flash.append(f"{name.strip()!r} may enter: {rule.describe()}")
     return redirect("/people")
 
 
@@ -282,6 +318,8 @@ def routes() -> list[Route]:
         Route("/people/enrol/{job:int}", enrol_job, methods=["GET"]),
         Route("/people/forget", forget_page, methods=["GET"]),
         Route("/people/forget", forget, methods=["POST"]),
+        Route("/people/schedule", schedule_page, methods=["GET"]),
+        Route("/people/schedule", set_schedule, methods=["POST"]),
         Route("/events", events_page, methods=["GET"]),
         Route("/snapshots/{event_id}.jpg", snapshot, methods=["GET"]),
         Route("/live", live_page, methods=["GET"]),
