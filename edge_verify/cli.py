@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .cli_daemon import tau_value
-from .errors import EdgeVerifyError, EnrolmentError, ImageError, NoFaceError, QualityError
+from .errors import ConfigError, EdgeVerifyError, EnrolmentError, ImageError, NoFaceError, QualityError
 
 log = logging.getLogger("edge_verify")
 
@@ -42,11 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-verify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("enroll", help="enrol a person from one or more photos")
+    from . import cli_console
+
+    p = sub.add_parser("enroll", help="enrol a person from one or more photos, or from the camera (--camera)")
     p.add_argument("name")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--force", action="store_true",
                    help="enrol even when the quality gate refuses a face or the photos look like different people")
+    cli_console.add_enroll_arguments(p)
     _common(p)
 
     p = sub.add_parser("verify", help="1:1: is the face in IMAGE the claimed person? (exit 0 yes, 1 no)")
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("door", help="the lock controller: signed events to a relay (edge-verify door --help)",
                    add_help=False)
 
+    p = sub.add_parser("web", help="the web console (people, events, live view, health)")
+    cli_console.add_web_arguments(p)
+
     from . import cli_daemon
 
     p = sub.add_parser("run", help="the daemon: camera frames to MQTT access events")
@@ -121,6 +127,15 @@ def _verifier(args: argparse.Namespace, create_gallery: bool = False) -> Any:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    if args.camera or args.new:
+        from .cli_console import enroll_at_the_door
+
+        return enroll_at_the_door(args, lambda: _verifier(args, create_gallery=True))
+    if not args.images:
+        raise ConfigError("give one or more IMAGE files, or --camera")
+    from .cli_console import apply_config
+
+    apply_config(args)
     fv = _verifier(args, create_gallery=True)
     try:
         n = fv.enroll(args.name, args.images, require_quality=not args.force, check_identity=not args.force)
@@ -129,7 +144,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     except EnrolmentError as exc:
         raise EnrolmentError(f"{exc} (--force enrols them anyway)") from None
     name = fv.gallery.resolve(args.name) or args.name.strip()
-    print(f"enrolled {name!r}: {n} template{'s' * (n != 1)} added")
+    from .cli_console import enrolled
+
+    enrolled(args, name, n, "")
     return EXIT_OK
 
 
@@ -190,9 +207,12 @@ def cmd_people(args: argparse.Namespace) -> int:
     if args.action == "schedule":
         return _schedule(gallery, args)
     if args.action == "forget":
+        from .snapshots import forget_person
+
         name = gallery.resolve(args.name) or args.name.strip()
         n = gallery.forget(args.name)
-        print(f"forgot {name!r} ({n} template{'s' * (n != 1)})")
+        snaps = forget_person(gallery.state_dir, name)
+        print(f"forgot {name!r} ({n} template{'s' * (n != 1)}{f', {snaps} snapshots' if snaps else ''})")
         return EXIT_OK
     people = gallery.people()
     if args.json:
@@ -240,8 +260,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args)
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from .cli_console import cmd_web as web
+
+    return web(args)
+
+
 COMMANDS = {"enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify, "embed": cmd_embed,
-            "people": cmd_people, "doctor": cmd_doctor, "keys": cmd_keys}
+            "people": cmd_people, "doctor": cmd_doctor, "keys": cmd_keys,
+            "web": cmd_web}
 
 
 def _setup_logging(debug: bool, command: bool) -> None:

@@ -166,4 +166,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if not getattr(args, "debug", False) and cfg.log.level != "INFO":
         logging.getLogger().setLevel(cfg.log.level)
-    return Daemon(cfg, reload=lambda: config_from_args(args)).run()
+    path = getattr(args, "config", None) or config_mod.default_config_path()
+    return Daemon(cfg, reload=lambda: config_from_args(args), config_path=path).run()

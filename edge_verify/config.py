@@ -30,9 +30,11 @@ CameraType = Literal["picamera2", "opencv", "directory", "video", "synthetic"]
 Mode = Literal["identify", "claim"]
 AtEnd = Literal["stop", "wait", "loop"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Snapshots = Literal["off", "unknown", "all"]
 CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
 MODES: tuple[str, ...] = get_args(Mode)
 AT_END: tuple[str, ...] = get_args(AtEnd)
+SNAPSHOTS: tuple[str, ...] = get_args(Snapshots)
 
 _QUALITY = QualityThresholds()  # the quality gate's defaults live in quality.py, and only there
 
@@ -145,6 +147,29 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    log: bool = True  # every event also in <state_dir>/events.sqlite3, for the console
+    retention_days: float = _f(90.0, gt=0)
+    max_rows: int = _f(100000, min=100)
+    snapshots: Snapshots = "off"  # face crops of unknown faces (unknown_face, denied, spoof), of all, or none
+    snapshot_days: float = _f(30.0, gt=0)
+    snapshot_max_mb: float = _f(200.0, gt=0)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = False  # the daemon serves the console too (else: `edge-verify web`)
+    listen: str = "127.0.0.1:8080"
+    tls_cert: str = ""
+    tls_key: str = ""
+    insecure_listen: bool = False  # listen beyond localhost without TLS
+    live_view: bool = False  # the daemon hands out its latest frame (boxes, names) for the live view
+    live_fps: float = _f(5.0, gt=0, max=30)
+    session_hours: float = _f(12.0, gt=0, max=720)
+    password_file: str = ""  # "" = <state_dir>/web-password
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = DeviceConfig()
     camera: CameraConfig = CameraConfig()
@@ -155,6 +180,8 @@ class Config:
     outbox: OutboxConfig = OutboxConfig()
     access: AccessConfig = AccessConfig()
     log: LogConfig = LogConfig()
+    events: EventsConfig = EventsConfig()
+    web: WebConfig = WebConfig()
 
     @property
     def device_id(self) -> str:
@@ -296,7 +323,44 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(f"device.id: must not contain {ch!r}, got {cfg.device_id!r}")
     if any(ch in m.topic_prefix for ch in "#+"):
         raise ConfigError(f"mqtt.topic_prefix: must not contain # or +, got {m.topic_prefix!r}")
+    _check_web(cfg.web)
     return cfg
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ConfigError naming ``web.listen``."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"web.listen: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_web(w: WebConfig) -> None:
+    host, _ = parse_listen(w.listen)
+    if bool(w.tls_cert) != bool(w.tls_key):
+        raise ConfigError("web.tls_cert: tls_cert and tls_key go together")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(w, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"web.{key}: no such file: {value}")
+    if not is_loopback(host) and not w.tls_cert and not w.insecure_listen:
+        raise ConfigError(f"web.listen: {w.listen} is reachable beyond this machine: set web.tls_cert and "
+                          "web.tls_key, or web.insecure_listen = true (passwords would cross the network in "
+                          "clear)")
 
 
 def parse(data: dict[str, Any]) -> Config:

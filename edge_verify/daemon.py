@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -33,13 +34,16 @@ from .claims import ClaimInbox
 from .config import Config
 from .decision import Verdict
 from .errors import EdgeVerifyError
+from .eventlog import EventLog
 from .events import boot_id, iso_utc
 from .eventsink import EventSink
-from .gate import FrameVerifier, Gate
+from .frametap import FrameTap
+from .gate import FrameVerifier, Gate, verifier_from_config
 from .link import Link, NullLink
 from .outbox import FILENAME as OUTBOX_FILE
 from .outbox import Outbox, OutboxError
 from .sdnotify import Notifier, watchdog_period
+from .services import Services, open_event_log
 from .statedir import check_state_dir
 from .telemetry import Telemetry
 
@@ -57,10 +61,13 @@ def _model_key(cfg: Config) -> tuple[object, ...]:
 
 class Daemon:
     def __init__(self, cfg: Config, verifier: FrameVerifier | None = None, *,
-                 reload: Callable[[], Config] | None = None, link: Link | None = None) -> None:
+                 reload: Callable[[], Config] | None = None, link: Link | None = None,
+                 config_path: Path | None = None) -> None:
         """``verifier``: a FaceVerifier (default: built from the config); ``reload``: gives the
-        configuration again on SIGHUP; ``link``: instead of the MQTT link the config describes."""
+        configuration again on SIGHUP; ``link``: instead of the MQTT link the config describes;
+        ``config_path``: the file the config came from (for the web console's enrolment worker)."""
         self.cfg = cfg
+        self.config_path = config_path
         self._given_link = link
         self.verifier = verifier
         self._owns_verifier = verifier is None
@@ -78,6 +85,9 @@ class Daemon:
         self.telemetry = Telemetry(cfg.mqtt.telemetry_interval_s, time.monotonic())
         self.status = "starting"  # what the daemon is doing or waiting for, in the state message
         self.sink = EventSink(cfg.device_id, cfg.device.mode, self._submit, UNSAVED_MAX)
+        self.model_name: str | None = None  # the encoder's name in its manifest, once loaded here
+        self.tap = FrameTap()  # observers of the frame loop: the console's live view, enrolments
+        self.eventlog: EventLog | None = None
         self._alerts: queue.Queue[str] = queue.Queue()  # error events to emit from the frame loop
         self._people = 0
         self._last_ping = 0.0
@@ -131,18 +141,21 @@ class Daemon:
         """Serve until a stop signal (or the end of a replay with ``camera.at_end = "stop"``); 0 then.
         ConfigError/ModelError/GalleryError for what can never work."""
         self._install_signals()
+        services = Services(self)
         try:
             while True:
                 started = self._setup()
                 try:
                     if not started:
                         return 0
+                    services.start()
                     reload = self._loop()
                 finally:
                     self._teardown()
                 if not reload:
                     return 0
         finally:
+            services.stop()
             if self.verifier is not None and self._owns_verifier:
                 self.verifier.close()
             log.info("stopped after %d frames, %d events", self.telemetry.frames, self.sink.emitted)
@@ -216,7 +229,8 @@ class Daemon:
             log.info("outbox: %d events from before the restart will be sent (delayed)", backlog)
         self.link.attach_outbox(self.outbox)
         self.sink.outbox = self.outbox
-        self.gate = Gate(cfg, self.verifier, self.sink, self.claims)
+        self.eventlog = open_event_log(cfg, self.sink)
+        self.gate = Gate(cfg, self.verifier, self.sink, self.claims, tap=self.tap)
         c = cfg.camera
         self.source = ReopeningSource(make_source(c), c.reopen_min_s, c.reopen_max_s, c.read_timeout_s,
                                       stop=self.stop_event, on_wait=self._camera_wait)
@@ -230,22 +244,15 @@ class Daemon:
                 self.verifier.self_test()
                 self._verifier_key = key
             return
-        from .detect import FaceDetector
-        from .pipeline import FaceVerifier
-
         if self.verifier is not None:
             self.verifier.close()
         self.notifier.status("loading the model")
-        q = self.cfg.quality
-        detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side, pad_retry=False,
-                                backend=self.cfg.model.detector, num_threads=self.cfg.model.threads)
-        log.info("face detector: %s, %s", detector.runner, detector.model_path.name)
-        fv = FaceVerifier(model=self.cfg.model.name or None, state_dir=self.cfg.state_path, tau=self.cfg.model.tau,
-                          num_threads=self.cfg.model.threads, quality=q.thresholds(), detector=detector)
+        fv = verifier_from_config(self.cfg)
+        log.info("face detector: %s, %s", fv.detector.runner, fv.detector.model_path.name)
         fv.self_test()
         if warning := fv.manifest.tau_warning(fv.tau):
             log.warning("%s", warning)
-        self.verifier, self._verifier_key = fv, key
+        self.verifier, self._verifier_key, self.model_name = fv, key, fv.manifest.name
 
     def _teardown(self) -> None:
         self.notifier.stopping("stopping" if not self._reload_requested.is_set() else "reloading")
@@ -257,6 +264,10 @@ class Daemon:
         if self.sink.unsaved:
             log.error("%d events could not be stored and are lost", len(self.sink.unsaved))
         self.sink.outbox = None
+        self.sink.recorder = self.sink.snapshots = None
+        if self.eventlog is not None:
+            self.eventlog.close()
+            self.eventlog = None
         if self.outbox is not None:
             left = self.outbox.count()
             if left:

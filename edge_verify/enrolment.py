@@ -1,12 +1,25 @@
 """Checks of an enrolment before it is written: are its photos one person, and is that person
-already enrolled under another name? Pure maths on encodings (unit vectors) at a threshold tau."""
+already enrolled under another name? Pure maths on encodings (unit vectors) at a threshold tau.
+
+A new person (``edge-verify enroll --new``, the console) is held to more: a name no one has, one face
+per photo, and a face no one else is enrolled with (refused, not only warned about)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
 import numpy as np
 
-from .errors import EnrolmentError
-from .match import best_per_person, squared_l2
+from .errors import EmptyGalleryError, EnrolmentError, GalleryError, ImageError, NoFaceError, QualityError
+from .gallery import check_name
+from .match import Decision, best_per_person, squared_l2
+
+if TYPE_CHECKING:
+    from .pipeline import FaceVerifier, ImageLike
+
+SECOND_FACE = 0.6  # a second face at least this fraction of the largest one's size: two people in view
+Matcher = Callable[[np.ndarray], "Decision | None"]  # 1:N against the gallery; None when it is empty
 
 
 def _pairwise(vectors: np.ndarray) -> np.ndarray:
@@ -56,3 +69,78 @@ def lookalikes(labels: list[str], new: np.ndarray, names: list[str], owner: np.n
             if j != skip and (names[j] not in found or best[j] < found[names[j]][1]):
                 found[names[j]] = (label, float(best[j]))
     return sorted(((label, person, d) for person, (label, d) in found.items()), key=lambda t: t[2])
+
+
+# -- a new person --------------------------------------------------------------------------------------
+class _Matches(Protocol):
+    def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision: ...
+
+
+def matcher(verifier: _Matches) -> Matcher:
+    """1:N against the verifier's gallery at its tau; None while no one is enrolled."""
+
+    def match(emb: np.ndarray) -> Decision | None:
+        try:
+            return verifier.match(emb)
+        except EmptyGalleryError:
+            return None
+
+    return match
+
+
+def check_new_name(enrolled: Callable[[str], str | None], name: str) -> str:
+    """The name as stored; GalleryError when it is not valid or taken. ``enrolled(name)`` gives the name
+    someone is enrolled under that is the same name (in any case or Unicode form), or None."""
+    clean = check_name(name)
+    taken = enrolled(clean)
+    if taken is not None:
+        raise GalleryError(f"{taken!r} is already enrolled: choose another name, or forget {taken!r} first")
+    return clean
+
+
+def among(people: list[str]) -> Callable[[str], str | None]:
+    """For :func:`check_new_name`: the one of ``people`` whose name is the same name, or None."""
+    from .gallery import name_key
+
+    def find(name: str) -> str | None:
+        return next((p for p in people if name_key(p) == name_key(name)), None)
+
+    return find
+
+
+def crowded(sizes: list[float]) -> int:
+    """How many faces of comparable size (``SECOND_FACE``) are in view, given their sizes, largest first;
+    far smaller ones (people in the background, false detections) do not count."""
+    return sum(1 for s in sizes if sizes and s >= SECOND_FACE * sizes[0])
+
+
+def encode_photo(fv: FaceVerifier, image: ImageLike, label: str) -> np.ndarray:
+    """The encoding of the one face of a photo: NoFaceError, ImageError (several faces of comparable size)
+    or QualityError otherwise, each naming ``label``."""
+    faces = fv.process(image).faces
+    if not faces:
+        raise NoFaceError(f"{label}: no face found")
+    if (n := crowded([f.face.size for f in faces])) > 1:
+        raise ImageError(f"{label}: {n} faces found: one face per photo, please")
+    if not faces[0].quality.ok:
+        raise QualityError(f"{label}: face not usable: {'; '.join(faces[0].quality.reasons)}")
+    assert faces[0].embedding is not None
+    return faces[0].embedding
+
+
+def enrol_new_person(fv: FaceVerifier, name: str, images: list[tuple[ImageLike, str]]) -> int:
+    """Enrol a person who is not enrolled yet from (image, label) pairs, all or nothing: one face per
+    photo, all of one person, and no one enrolled under another name (EnrolmentError)."""
+    clean = check_new_name(fv.gallery.resolve, name)
+    if not images:
+        raise ImageError("no photo given to enrol from")
+    labels = [label for _, label in images]
+    new = np.stack([encode_photo(fv, image, label) for image, label in images])
+    m = fv.gallery.matrix()
+    found = lookalikes(labels, new, m.names, m.owner, m.vectors, fv.tau)
+    if found:
+        label, person, d = found[0]
+        raise EnrolmentError(f"{label}: this face is already enrolled as {person!r} (distance {d:.3f} < tau "
+                             f"{fv.tau:.3f}): nothing enrolled")
+    check_same_person(clean, labels, new, new[:0], fv.tau)
+    return fv.add_templates(clean, new)

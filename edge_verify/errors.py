@@ -55,7 +55,8 @@ class GalleryBusyError(GalleryError):
 
 
 class EnrolmentError(GalleryError):
-    """The photos of one enrolment are not of one person (nothing was enrolled)."""
+    """An enrolment refused or not finished (nothing was enrolled): photos not of one person, a camera
+    session that timed out or whose camera stopped."""
 
 
 class StateError(EdgeVerifyError):

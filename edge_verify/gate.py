@@ -13,6 +13,10 @@ set, every grant is refused for that long (reason ``tamper_lockout``).
 
 Fail-secure: any error while a frame is processed clears the window and gives an ``error`` decision,
 never ``granted``; so does an error while the access rule is read.
+
+Observers (:class:`edge_verify.frametap.FrameTap`: the console's live view, an enrolment at the door) see
+each frame with its faces and the decision of its main face; with none, the loop does nothing more.
+The face that decided an event goes to the sink with it, for an opt-in snapshot.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,7 +38,12 @@ from .config import Config
 from .decision import DecisionWindow, Verdict, Vote, vote_for
 from .errors import ConfigError, EmptyGalleryError, ScheduleError, UnknownPersonError
 from .eventsink import EventSink
+from .frametap import FrameTap
 from .match import Decision
+from .snapshots import face_crop
+
+if TYPE_CHECKING:
+    from .pipeline import FaceVerifier, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +69,34 @@ class FrameVerifier(Protocol):
 
     def access(self, name: str) -> AccessRule: ...
 
+    def add_templates(self, name: str, embeddings: np.ndarray) -> int: ...
+
     def close(self) -> None: ...
+
+
+def verifier_from_config(cfg: Config) -> FaceVerifier:
+    """The FaceVerifier the daemon runs with: detection at ``quality.detect_max_side`` with the configured
+    backend and without the padded retry (most camera frames hold no face), the model, tau and quality
+    gate of the config."""
+    from .detect import FaceDetector
+    from .pipeline import FaceVerifier
+
+    q, m = cfg.quality, cfg.model
+    detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side, pad_retry=False,
+                            backend=m.detector, num_threads=m.threads)
+    return FaceVerifier(model=m.name or None, state_dir=cfg.state_path, tau=m.tau, num_threads=m.threads,
+                        quality=q.thresholds(), detector=detector)
 
 
 class Gate:
     def __init__(self, cfg: Config, verifier: FrameVerifier, sink: EventSink, claims: ClaimInbox,
-                 clock: Callable[[], float] = time.time) -> None:
-        """``clock``: wall-clock Unix time, for the access rules (the decisions keep the frames' clock)."""
+                 clock: Callable[[], float] = time.time, tap: FrameTap | None = None) -> None:
+        """``clock``: wall-clock Unix time, for the access rules (the decisions keep the frames' clock);
+        ``tap``: the frame loop's observers."""
         self.cfg, self.verifier, self.sink, self.claims, self.clock = cfg, verifier, sink, claims, clock
+        self.tap = tap or FrameTap()
+        self._result: FrameResult | None = None  # of the frame being handled
+        self._decision: Decision | None = None
         d, a = cfg.decision, cfg.access
         self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode)
         try:
@@ -78,11 +107,15 @@ class Gate:
         self.locked_until = 0.0
         self._frame_mono = (0.0, time.monotonic())  # (last frame ts, monotonic then)
 
-    def emit(self, verdict: Verdict, latency: dict[str, float] | None = None) -> None:
-        """Emit a decision, after the access rules; then watch it for tampering."""
+    def emit(self, verdict: Verdict, latency: dict[str, float] | None = None, frame: Frame | None = None) -> None:
+        """Emit a decision, after the access rules; then watch it for tampering. ``frame``: the frame that
+        decided it (its main face goes with the event, for a snapshot)."""
         now = self.clock()
         verdict = self._allowed(verdict, now)
-        self._emit(verdict, latency or {})
+        crop = None
+        if frame is not None and self._result is not None and self._result.faces and verdict.event_type != "error":
+            crop = face_crop(frame.image, self._result.faces[0].face.bbox)
+        self._emit(verdict, latency or {}, crop)
         if self.tamper is not None and self.tamper.observe(verdict.event_type, now):
             a = self.cfg.access
             reason = f"{a.tamper_events} unknown_face/denied/spoof events within {a.tamper_window_s:g} s"
@@ -92,8 +125,8 @@ class Gate:
             log.warning("tamper alert: %s", reason)
             self._emit(Verdict("tamper", None, None, 0, reason), {})
 
-    def _emit(self, verdict: Verdict, latency: dict[str, float]) -> None:
-        self.sink.emit(verdict, latency, tau=self.verifier.tau, model=self.verifier.model_sha256)
+    def _emit(self, verdict: Verdict, latency: dict[str, float], crop: np.ndarray | None = None) -> None:
+        self.sink.emit(verdict, latency, tau=self.verifier.tau, model=self.verifier.model_sha256, crop=crop)
 
     def _allowed(self, verdict: Verdict, now: float) -> Verdict:
         """A ``granted`` stays one only for a person allowed now and while no tamper lockout runs."""
@@ -145,6 +178,7 @@ class Gate:
         self._take_claims(frame.ts)
         t0 = time.perf_counter()
         latency: dict[str, float] = {}
+        self._result = self._decision = None
         try:
             verdict = self._decide(frame, latency)
         except Exception as e:
@@ -152,18 +186,26 @@ class Gate:
             verdict = self.window.error(frame.ts, f"{type(e).__name__}: {e}")
         latency["total"] = (time.perf_counter() - t0) * 1000
         if verdict is not None:
-            self.emit(verdict, latency)
+            self.emit(verdict, latency, frame)
+        if self.tap.active:
+            self.tap.notify(frame, self._result, self._decision)
         return latency
 
     def _decide(self, frame: Frame, latency: dict[str, float]) -> Verdict | None:
         claim = self.window.claim.person if self.window.claim is not None else None
-        if self.cfg.device.mode == "claim" and claim is None:
+        idle = self.cfg.device.mode == "claim" and claim is None
+        if idle and not self.tap.active:
             return None  # nothing to verify against: no work until a claim arrives
         q = self.cfg.quality
-        result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=q.max_faces,
+        result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=max(q.max_faces, self.tap.faces()),
                                        detect_image=frame.lores)
+        self._result = result
         latency.update(result.timings_ms)
-        faces = [f for f in result.faces if f.embedding is not None]
+        faces = [f for f in result.faces[:q.max_faces] if f.embedding is not None]
+        if idle:  # processed for an observer only: no vote without a claim
+            if faces:
+                self._decision = self._observe_match(faces[0].embedding)
+            return None
         if not faces:
             return self.window.observe(Vote(frame.ts, None))
         t = time.perf_counter()
@@ -178,6 +220,14 @@ class Gate:
                 raise
             decision = None  # no one enrolled: every face is unknown
         latency["match"] = (time.perf_counter() - t) * 1000
+        self._decision = decision
         vote = vote_for(frame.ts, decision, claim)
         log.debug("frame %s: %r d=%s", frame.name, vote.label, vote.distance)
         return self.window.observe(vote)
+
+    def _observe_match(self, embedding: np.ndarray) -> Decision | None:
+        """1:N for an observer (the live view's name), outside any vote."""
+        try:
+            return self.verifier.match(embedding)
+        except EmptyGalleryError:
+            return None

@@ -223,6 +223,10 @@ class FaceVerifier:
         """``name``'s access rule (validity dates, weekly windows); unrestricted when none is set."""
         return self.gallery.access(name)
 
+    def add_templates(self, name: str, embeddings: np.ndarray) -> int:
+        """Store encodings already made (a camera enrolment) for ``name``; returns how many."""
+        return self.gallery.add(name, embeddings)
+
     def forget(self, name: str) -> int:
         return self.gallery.forget(name)
 

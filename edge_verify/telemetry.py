@@ -20,6 +20,7 @@ class Telemetry:
         self.frames = 0  # since the start
         self._stages: dict[str, list[float]] = {}
         self._since = now
+        self.last: dict[str, object] | None = None  # the latest report
 
     def frame(self, stages_ms: dict[str, float]) -> None:
         """One frame processed, with the time each stage took (ms)."""
@@ -42,4 +43,5 @@ class Telemetry:
         }
         self._stages = {}
         self._since = now
+        self.last = data
         return data
