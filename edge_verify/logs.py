@@ -41,12 +41,30 @@ class CommandFormatter(logging.Formatter):
         return f"edge-verify: {record.levelname.lower()}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not the stream of the moment the
+    handler was made, which may since have been closed: a command run in-process by a test)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(debug: bool = False, level: str | int | None = None, stream: Any = None,
                   command: bool = False) -> None:
-    """Configure the root logger once: journald format under systemd, else timestamped lines, or
-    (``command``) short ``edge-verify: warning: ...`` lines for the one-shot commands."""
+    """Configure the root logger: journald format under systemd, else timestamped lines, or
+    (``command``) short ``edge-verify: warning: ...`` lines for the one-shot commands. Calling it again
+    replaces the handler it installed before, and leaves other handlers alone."""
+    handler: logging.StreamHandler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()  # type: ignore[type-arg]
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    handler.set_name("edge-verify")
     if under_journald(stream):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     elif command and not debug:
@@ -55,7 +73,8 @@ def setup_logging(debug: bool = False, level: str | int | None = None, stream: A
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
+        if h.get_name() == "edge-verify":
+            root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else (level or logging.INFO))
     logging.getLogger("PIL").setLevel(logging.WARNING)

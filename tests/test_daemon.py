@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -205,16 +206,37 @@ def test_claim_mode_notify_and_sigterm(broker: Broker, enrolled_state: Path, tmp
     cfg.write_text(cfg.read_text().replace('id = "door-test"', 'id = "door-test"\nmode = "claim"'))
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(60)
+    notify.settimeout(0.2)
+    messages: list[bytes] = []
+    reading = threading.Event()
+
+    def read_notify() -> None:  # drain the socket all the time: its queue holds only ~10 datagrams
+        while not reading.is_set():
+            try:
+                messages.append(notify.recv(4096))
+            except TimeoutError:
+                pass
+            except OSError:
+                return
+
+    reader = threading.Thread(target=read_notify, daemon=True)
+    reader.start()
+
+    def seen(prefix: bytes, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(m.startswith(prefix) for m in list(messages)):
+                return True
+            time.sleep(0.05)
+        return False
+
     topic = "edge-verify/door-test/event"
     sub = Subscriber(broker.host, broker.port, [topic, "edge-verify/door-test/availability",
                                                 "edge-verify/door-test/state"])
     d = DaemonProc("run", "--config", str(cfg),
                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "3000000"})
     try:
-        messages = [notify.recv(4096)]
-        while not messages[-1].startswith(b"READY=1"):
-            messages.append(notify.recv(4096))
+        assert seen(b"READY=1", 120), d.log
         assert d.wait_log("ready: first frame", 10)  # READY only after the self-test and the first frame
         # the state is published after the claim topic is subscribed: from then on claims are heard
         assert sub.wait(lambda: bool(sub.on("edge-verify/door-test/state")), timeout=30), d.log
@@ -226,15 +248,15 @@ def test_claim_mode_notify_and_sigterm(broker: Broker, enrolled_state: Path, tmp
         assert d.wait_log("end of input", 120), d.log
         sub.publish("edge-verify/door-test/cmd/claim", json.dumps({"person": "Jean_Chretien", "ttl_s": 1}))
         assert sub.wait(lambda: len(sub.on(topic)) >= 3, timeout=60), d.log
-        while b"WATCHDOG=1" not in messages:
-            messages.append(notify.recv(4096))
+        assert seen(b"WATCHDOG=1")
         d.proc.send_signal(signal.SIGTERM)
         assert d.wait(60) == 0, d.log
-        while not messages[-1].startswith(b"STOPPING=1"):
-            messages.append(notify.recv(4096))
+        assert seen(b"STOPPING=1", 10)
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+        reading.set()
+        reader.join(2)
         notify.close()
     got = sub.json(topic)
     for e in got:
