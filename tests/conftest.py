@@ -24,6 +24,18 @@ def lfw_photo(name: str, number: int) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A command run in-process configures the root logger: put it back as it was after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not LFW.is_dir():

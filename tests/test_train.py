@@ -60,10 +60,10 @@ def test_tiny_model_learns_and_resumes(tmp_path: Path) -> None:
     assert first["steps_done"] == 12
     assert Path(str(out) + ".ckpt.npz").is_file()
 
-    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert main([*common, "--epochs", "3", "--resume"]) == 0
     record = json.loads(out.with_name("tiny.train.json").read_text())
-    assert record["steps_done"] == 24 and record["epochs_done"] == 2
-    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    assert record["steps_done"] == 36 and record["epochs_done"] == 3
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     before, after = record["final"]["probe_before"], record["final"]
     # the batch-hard loss of the probe faces (inference mode) falls, and the encodings are spread out
     assert after["probe_loss"] < before["probe_loss"]
