@@ -35,7 +35,11 @@ MAX_PIXELS = 50_000_000  # 50 MP: larger than any camera people enrol from; 2000
 MAX_FILE_BYTES = 4 * MAX_PIXELS + (1 << 20)  # a 50 MP uncompressed 32-bit BMP, plus headers: ~201 MB
 
 if "OPENCV_LOG_LEVEL" not in os.environ:  # OpenCV's own [ WARN ] lines break the one-line rule
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    _cv_logging = getattr(getattr(cv2, "utils", None), "logging", None)  # not in every opencv build
+    if _cv_logging is not None:
+        _cv_logging.setLogLevel(_cv_logging.LOG_LEVEL_SILENT)
+    else:  # read by OpenCV when its logger first starts, which is later than this import
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
