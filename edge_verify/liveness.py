@@ -51,12 +51,22 @@ class LivenessSettings:
 
 @dataclass(frozen=True)
 class Liveness:
-    """The liveness of one face: ``live`` only when ``score >= threshold`` and the face is big enough."""
+    """The liveness of one face: ``live`` only when ``score >= threshold`` and the face is big enough.
+
+    A face that is not live is either ``too_small`` to judge (a person far from the camera: not
+    evidence of an attack) or an ``attack`` (its score is under the threshold).
+    """
 
     score: float  # mean live probability of the models, 0..1
     live: bool
     threshold: float
     reason: str | None = None  # why not live; None when live
+    too_small: bool = False
+
+    @property
+    def attack(self) -> bool:
+        """A presentation attack is suspected: big enough to judge, and scored under the threshold."""
+        return not self.live and not self.too_small
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"score": round(self.score, 4), "live": self.live}
@@ -159,7 +169,7 @@ class LivenessChecker:
         score = float(np.mean(self.scores(image, face)))
         if face.size < self.min_face_px:
             reason = f"face too small for a liveness check ({face.size:.0f} px < {self.min_face_px:.0f} px)"
-            return Liveness(score, False, self.threshold, reason)
+            return Liveness(score, False, self.threshold, reason, too_small=True)
         if score < self.threshold:
             reason = f"presentation attack suspected (liveness {score:.3f} < {self.threshold:.3f})"
             return Liveness(score, False, self.threshold, reason)

@@ -89,10 +89,11 @@ def test_live_faces_pass_and_printed_photos_do_not(checker: LivenessChecker, det
         assert res.live is expect, (path.name, res)
         assert 0.0 <= res.score <= 1.0 and res.threshold == checker.threshold
         if expect:
-            assert res.reason is None and res.score >= checker.threshold
+            assert res.reason is None and res.score >= checker.threshold and not res.attack
             assert res.to_dict() == {"score": round(res.score, 4), "live": True}
         else:
             assert res.reason and "presentation attack" in res.reason
+            assert res.attack and not res.too_small and res.to_dict()["reason"] == res.reason
     assert len(checker.models) == 2 and sorted(m.crop_scale for m in checker.models) == [2.7, 4.0]
 
 
@@ -104,7 +105,7 @@ def test_a_face_too_small_is_never_live(checker: LivenessChecker, detector: Any)
     face = detector.detect(small)[0]
     assert face.size < checker.min_face_px
     res = checker.check(small, face)
-    assert not res.live and "too small" in (res.reason or "")
+    assert not res.live and res.too_small and not res.attack and "too small" in (res.reason or "")
     lenient = LivenessChecker(LivenessSettings(min_face_px=0, threshold=0.0), num_threads=1)
     assert lenient.check(small, face).live and lenient.threshold == 0.0
 
