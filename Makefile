@@ -73,10 +73,15 @@ liveness-models: venv build/minifasnet_v2.keras build/minifasnet_v1se.keras
 	$(BIN)/python -m converter.export --int8 build/minifasnet_v1se.keras --liveness-scale 4.0 \
 		--out $(LIVENESS)/minifasnet_v1se_int8.tflite --name minifasnet-v1se-int8
 
-# Measure the bundled liveness models on NUAA (results in bench/results/liveness-*.json).
+# Measure the bundled liveness models: NUAA, face sizes, temporal cues, synthetic LFW attacks, cost
+# (bench/results/liveness-*.json; docs/LIVENESS.md). Thresholds are written only with --update-manifest.
 liveness-eval: venv
 	$(BIN)/python -m converter.pad_study onnx $(SHARED)/data/nuaa --json bench/results/liveness-onnx-vs-int8.json
 	$(BIN)/python -m converter.evaluate --pad $(SHARED)/data/nuaa --json bench/results/liveness-nuaa.json \
 		--plot bench/results/liveness-nuaa-det.png
 	$(BIN)/python -m converter.pad_study sizes $(SHARED)/data/nuaa --json bench/results/liveness-sizes.json
 	$(BIN)/python -m converter.pad_study motion $(SHARED)/data/nuaa --json bench/results/liveness-motion.json
+	$(BIN)/python -m converter.attacks build/pad-lfw --n 200
+	$(BIN)/python -m converter.evaluate --pad build/pad-lfw --no-loso --json bench/results/liveness-lfw-synthetic.json \
+		--plot bench/results/liveness-lfw-synthetic-det.png
+	$(BIN)/python -m bench.liveness --json bench/results/liveness-cost.json
