@@ -78,6 +78,17 @@ def lfw_crops(photos: Sequence[Path], scale: float, size: tuple[int, int], with_
     return np.stack(crops), np.array(live)
 
 
+def single_output(model: Any) -> Any:
+    """The model with its one output as a plain tensor (``import_onnx --head raw`` names outputs in a dict)."""
+    import keras
+
+    if len(model.outputs) != 1:
+        raise ExportError(f"a liveness classifier has one output (class logits); this model has {len(model.outputs)}")
+    if isinstance(model.output, (dict, list, tuple)):
+        return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    return model
+
+
 def keras_logits(model: Any, crops: np.ndarray) -> np.ndarray:
     import keras
 
@@ -120,7 +131,7 @@ def export_liveness(model_path: Path, out: Path, crop_scale: float, *, name: str
 
     if not 1.0 <= crop_scale <= 10.0:
         raise ExportError(f"crop scale must be within [1, 10], got {crop_scale}")
-    model = fix_batch(load_keras(model_path))
+    model = single_output(fix_batch(load_keras(model_path)))
     shape = tuple(int(d) for d in model.inputs[0].shape)
     n_classes = int(model.outputs[0].shape[-1])
     if len(shape) != 4 or shape[3] != 3 or n_classes <= LIVE_CLASS:
