@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED ?= ../shared
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast bench lint clean model detector detect-recall
+.PHONY: venv demo test test-fast bench lint clean model detector detect-recall liveness-models liveness-eval
 
 venv: $(VENV)/.installed
 
@@ -58,3 +58,30 @@ build/yunet_int8.tflite: build/yunet.keras
 # Detection recall of both backends (LiteRT, OpenCV) on LFW, the bench frames and door-distance scenes.
 detect-recall: venv
 	$(BIN)/python -m bench.detect_recall
+
+# Rebuild the bundled liveness models from ../shared/models/minifasnet with our own converter (docs/LIVENESS.md).
+# The threshold and minimum face size in liveness/liveness.json are kept; `make liveness-eval` re-measures them.
+LIVENESS := edge_verify/models/liveness
+MINIFASNET := $(SHARED)/models/minifasnet
+build/minifasnet_v2.keras:
+	$(BIN)/python -m converter.import_onnx $(MINIFASNET)/MiniFASNetV2.onnx $@
+build/minifasnet_v1se.keras:
+	$(BIN)/python -m converter.import_onnx $(MINIFASNET)/MiniFASNetV1SE.onnx $@
+liveness-models: venv build/minifasnet_v2.keras build/minifasnet_v1se.keras
+	$(BIN)/python -m converter.export --int8 build/minifasnet_v2.keras --liveness-scale 2.7 \
+		--out $(LIVENESS)/minifasnet_v2_int8.tflite --name minifasnet-v2-int8
+	$(BIN)/python -m converter.export --int8 build/minifasnet_v1se.keras --liveness-scale 4.0 \
+		--out $(LIVENESS)/minifasnet_v1se_int8.tflite --name minifasnet-v1se-int8
+
+# Measure the bundled liveness models: NUAA, face sizes, temporal cues, synthetic LFW attacks, cost
+# (bench/results/liveness-*.json; docs/LIVENESS.md). Thresholds are written only with --update-manifest.
+liveness-eval: venv
+	$(BIN)/python -m converter.pad_study onnx $(SHARED)/data/nuaa --json bench/results/liveness-onnx-vs-int8.json
+	$(BIN)/python -m converter.evaluate --pad $(SHARED)/data/nuaa --json bench/results/liveness-nuaa.json \
+		--plot bench/results/liveness-nuaa-det.png
+	$(BIN)/python -m converter.pad_study sizes $(SHARED)/data/nuaa --json bench/results/liveness-sizes.json
+	$(BIN)/python -m converter.pad_study motion $(SHARED)/data/nuaa --json bench/results/liveness-motion.json
+	$(BIN)/python -m converter.attacks build/pad-lfw --n 200
+	$(BIN)/python -m converter.evaluate --pad build/pad-lfw --no-loso --json bench/results/liveness-lfw-synthetic.json \
+		--plot bench/results/liveness-lfw-synthetic-det.png
+	$(BIN)/python -m bench.liveness --json bench/results/liveness-cost.json

@@ -396,6 +396,10 @@ def format_table(res: dict[str, Any]) -> str:
                 else f"; API {api.get('error')}"
             )
         )
+    if res.get("liveness"):
+        from bench.liveness import format_line
+
+        lines.append(format_line(res["liveness"]))
     for goal in res["goals"]:
         lines.append(f"goal: {goal['goal']}: {goal['measured']} -> {goal['verdict']}")
     return "\n".join(lines)
@@ -430,6 +434,10 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "verdict": "PASS" if ms <= GOAL_1N_MS else "FAIL",
             }
         )
+    if res.get("liveness"):
+        from bench.liveness import goals as liveness_goals
+
+        out += liveness_goals(res["liveness"])
     return out
 
 
@@ -487,6 +495,11 @@ def parent(args: argparse.Namespace) -> int:
         proc = subprocess.run(cmd, cwd=REPO, env=thread_env(threads), stdout=subprocess.PIPE, text=True)
         if proc.returncode == 0:
             res["one_to_n"] += json.loads(proc.stdout.strip().splitlines()[-1])
+    if "product" in wanted:  # the liveness column: bench/liveness.py
+        from bench import liveness
+
+        print("bench: liveness ...", file=sys.stderr, flush=True)
+        res["liveness"] = liveness.measure(frames, args.threads, args.repeat)
     if args.model.is_file() and not args.no_startup:
         print("bench: start-up ...", file=sys.stderr, flush=True)
         res["startup"] = bench_startup(photos[0], args.model, args.threads)

@@ -2,6 +2,7 @@
 
     python -m converter.evaluate MODEL [--data DIR] [--folds 6-10] [--people-dir DIR] [--far 1e-3]
                                  [--plot OUT.png] [--json OUT.json] [--update-manifest] [--flip]
+    python -m converter.evaluate --pad DIR ...   liveness: APCER / BPCER over live/ and attack/ (converter.pad)
 
 MODEL is a ``.tflite`` (run by ``edge_verify.embed.Embedder``, no TensorFlow needed) or a ``.keras``
 (run by Keras, with ``converter.layers`` registered). Faces go through the product's own detection
@@ -507,10 +508,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pad = any(a == "--pad" or a.startswith("--pad=") for a in argv)  # liveness (PAD): converter/pad.py
+    if pad:
+        from . import pad as pad_module
+    args = (pad_module.build_parser() if pad else build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return run(args)
+        return pad_module.run(args) if pad else run(args)
     except ConverterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -391,7 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-yaleb", type=int, default=0, help="Yale B images added to the default calibration")
     p.add_argument("--ranges",
                    help="activation ranges: p50 (the encoder default: median over faces of each face's min/max), "
-                        "pNN (NN-th percentile), mean, or minmax (the TFLite calibrator's; the detector default)")
+                        "pNN (NN-th percentile; p99 is the liveness default), mean, or minmax (the TFLite "
+                        "calibrator's; the detector default)")
+    p.add_argument("--liveness-scale", type=float, metavar="SCALE",
+                   help="the model is a liveness classifier (MiniFASNet) that sees the face box enlarged "
+                        "SCALE times: calibrate, validate and describe it as one (converter.export_liveness)")
     p.add_argument("--no-bench", action="store_true", help="skip the ms/face measurement")
     p.add_argument("--detector", action="store_true",
                    help="the model is an imported YuNet face detector (see converter.export_detector)")
@@ -405,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.model.with_name(args.model.stem + ("_int8.tflite" if args.int8 else "_fp32.tflite"))
     if args.detector:
         return _main_detector(args, out)
+    if args.liveness_scale is not None:
+        return _main_liveness(args, out)
     try:
         res = export(args.model, out, int8=args.int8, calib_dir=args.calib, name=args.name, tau=args.tau,
                      tau_far=args.tau_far, tau_source=args.tau_source, rewrite=args.int8 and not args.keep_prelu,
@@ -428,6 +434,22 @@ def _main_detector(args: argparse.Namespace, out: Path) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print_detector_report(res)
+    return 0
+
+
+def _main_liveness(args: argparse.Namespace, out: Path) -> int:
+    from converter import export_liveness as el
+
+    if not args.int8:
+        print("error: --liveness-scale needs --int8", file=sys.stderr)
+        return 2
+    try:
+        res = el.export_liveness(args.model, out, args.liveness_scale, name=args.name,
+                                 range_mode=args.ranges or el.DEFAULT_RANGES, bench=not args.no_bench)
+    except ConverterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    el.print_report(res)
     return 0
 
 

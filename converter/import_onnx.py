@@ -1,6 +1,6 @@
 """Import an ONNX face encoder or detector (NCHW) into a Keras 3 functional model (NHWC) with its weights.
 
-Usage: ``python -m converter.import_onnx SRC.onnx OUT.keras [--input-order RGB] [--input-size WxH|any]
+Usage: ``python -m converter.import_onnx SRC.onnx OUT.keras [--input-order RGB|BGR] [--input-size WxH|any]
 [--head l2|raw]``
 
 Supported ops: Conv (plain, grouped, depthwise), BatchNormalization, PRelu, Relu, Add, Flatten,
@@ -17,6 +17,13 @@ What the import does beyond a literal translation (see docs/MODEL-NOTES.md of th
   that feeds a Flatten -> Gemm is folded forward into the dense weights;
 - Flatten of NCHW is emulated by permuting the Gemm weight rows from CHW to HWC order;
 - the model ends with ``converter.layers.L2Normalize``; batch size is fixed to 1.
+
+Per-model options (``--input-order``, ``--head``) default to what ``SOURCE_OPTIONS`` knows about the
+file (by sha256), else RGB and ``l2``: SFace takes RGB and is an encoder; MiniFASNet takes BGR and ends
+in class logits (``raw``).
+
+Classifiers (MiniFASNet): squeeze-excitation (GlobalAveragePool, 1x1 convs, Sigmoid, a broadcast ``Mul``
+of two tensors), MatMul with constant weights, and a BatchNormalization after it (BN1d) folded into it.
 
 Detectors (YuNet; ``--head raw --input-size any``): MaxPool, Resize (nearest, integer scale, as
 ``converter.layers.NearestUpsample``), Transpose NCHW -> NHWC (nothing runs: the Keras layout), a
@@ -46,6 +53,8 @@ SUPPORTED_OPS = (
     "Identity", "Mul", "PRelu", "Relu", "Reshape", "Sub",
     # detector heads (YuNet): see OnnxImporter._maxpool and the methods after it
     "MaxPool", "Resize", "Sigmoid", "Transpose",
+    # classifiers (MiniFASNet): see OnnxImporter._matmul and the methods after it
+    "GlobalAveragePool", "MatMul",
 )
 HEADS = ("l2", "raw")  # what follows the graph's outputs: L2Normalize (encoders), or nothing (all outputs)
 
@@ -133,7 +142,8 @@ class OnnxImporter:
     # --- helpers -------------------------------------------------------------------------
     def _layer_name(self, base: str) -> str:
         self._n += 1
-        clean = "".join(c if c.isalnum() or c == "_" else "_" for c in base)
+        # TensorFlow scope names must not start with "_" (PyTorch exports name tensors "/stage/...")
+        clean = "".join(c if c.isalnum() or c == "_" else "_" for c in base).lstrip("_")
         return f"{clean}"[:60] or f"layer_{self._n}"
 
     def _const(self, name: str) -> np.ndarray:
@@ -332,9 +342,6 @@ class OnnxImporter:
             raise OnnxImportError(f"Flatten {node.name!r} directly on the input is not supported")
 
     def _gemm(self, node: Any, a: dict[str, Any]) -> None:
-        import keras
-
-        x = self._get(node.input[0])
         w = self._const(node.input[1]).astype(np.float64)
         b = self._const(node.input[2]).astype(np.float64) if len(node.input) > 2 and node.input[2] else None
         if int(a.get("transA", 0)):
@@ -344,6 +351,14 @@ class OnnxImporter:
         w = w * float(a.get("alpha", 1.0))
         out_n = w.shape[0]
         b = np.zeros(out_n) if b is None else np.broadcast_to(b * float(a.get("beta", 1.0)), (out_n,)).copy()
+        self._dense(node, w, b)
+
+    def _dense(self, node: Any, w: np.ndarray, b: np.ndarray) -> None:
+        """A Dense layer computing ``x @ w.T + b`` (``w`` is (out, in)) on the node's first input."""
+        import keras
+
+        x = self._get(node.input[0])
+        out_n = w.shape[0]
         if x.flattened_from is not None:
             h, wd, c = x.flattened_from
             if x.affine is not None:  # y = s*x + t per channel (CHW): fold into the weights
@@ -357,13 +372,43 @@ class OnnxImporter:
         else:
             inp = self._materialize(x, node.output[0])
             if len(inp.shape) != 2:
-                raise OnnxImportError(f"Gemm {node.name!r}: expected a 2-D input, got {inp.shape}")
+                raise OnnxImportError(f"{node.op_type} {node.name!r}: expected a 2-D input, got {inp.shape}")
         layer = keras.layers.Dense(out_n, use_bias=True, name=self._layer_name(node.output[0]))
         out = layer(inp)
         layer.set_weights([w.T.astype(np.float32), b.astype(np.float32)])
         self.ctx.tensors[node.output[0]] = _Tensor(out)
         if self.ctx.consumers.get(node.output[0], 0) == 1:
             self.ctx.foldable[node.output[0]] = ("dense", layer)
+
+    # --- classifier ops (MiniFASNet: squeeze-excitation, MatMul) -----------------------------------
+    def _matmul(self, node: Any) -> None:
+        """``x @ W`` with a constant (in, out) ``W``: a Dense layer without bias (a BN1d after it folds in)."""
+        if not self._is_const(node.input[1]) or self._is_const(node.input[0]):
+            raise OnnxImportError(f"MatMul {node.name!r}: only tensor @ constant matrix is supported")
+        w = self._const(node.input[1]).astype(np.float64)
+        if w.ndim != 2:
+            raise OnnxImportError(f"MatMul {node.name!r}: expected a 2-D weight, got shape {w.shape}")
+        self._dense(node, w.T, np.zeros(w.shape[1]))
+
+    def _global_avg_pool(self, node: Any) -> None:
+        import keras
+
+        x = self._materialize(self._get(node.input[0]), node.output[0])
+        if len(x.shape) != 4:
+            raise OnnxImportError(f"GlobalAveragePool {node.name!r}: expected a 4-D input, got {x.shape}")
+        pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(pool(x))
+
+    def _mul_tensors(self, node: Any) -> None:
+        """Element-wise product of two computed tensors, broadcast as ONNX does (squeeze-excitation:
+        an (N, C, H, W) map times its (N, C, 1, 1) channel gates)."""
+        import keras
+
+        xs = [self._materialize(self._get(n), node.output[0]) for n in node.input]
+        if len(xs[0].shape) != len(xs[1].shape):
+            raise OnnxImportError(f"Mul {node.name!r}: operands of rank {len(xs[0].shape)} and {len(xs[1].shape)}")
+        mul = keras.layers.Multiply(name=self._layer_name(node.output[0]))
+        self.ctx.tensors[node.output[0]] = _Tensor(mul(xs))
 
     # --- detector ops (YuNet) -------------------------------------------------------------
     def _maxpool(self, node: Any, a: dict[str, Any]) -> None:
@@ -508,6 +553,8 @@ class OnnxImporter:
                 self._relu(node)
             elif op == "Add":
                 self._add(node)
+            elif op == "Mul" and not any(self._is_const(n) for n in node.input):
+                self._mul_tensors(node)
             elif op in ("Sub", "Mul"):
                 self._sub_mul(node)
             elif op == "Flatten":
@@ -522,6 +569,10 @@ class OnnxImporter:
                 self._transpose(node, a)
             elif op == "Sigmoid":
                 self._sigmoid(node)
+            elif op == "MatMul":
+                self._matmul(node)
+            elif op == "GlobalAveragePool":
+                self._global_avg_pool(node)
 
         if self.head == "raw":
             return keras.Model(inp, self._raw_outputs(g), name=self.name)
@@ -557,7 +608,36 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
         "training_data": "not stated by OpenCV Zoo; evaluated on WIDER FACE, trained with libfacedetection.train",
         "lfw_folds_used": [],
     },
+    # MiniFASNet presentation-attack (liveness) classifiers, ../shared/models/README.md
+    "4eed38f0bde33c9b805942a5f25e42ce1161e2bda545254be622be957727794e": {
+        "license": "Apache-2.0",
+        "authors": "MiniFASNetV2 by minivision-ai/Silent-Face-Anti-Spoofing (weights "
+                   "2.7_80x80_MiniFASNetV2.pth), exported to ONNX by yakhyo/face-anti-spoofing (commit c175efef)",
+        "training_data": "not stated by the sources (minivision-ai's own anti-spoofing data)",
+        "lfw_folds_used": [],
+    },
+    "d819a69bac6b9ade2a0f4d9b60b618e1260f7bf3ba1fddff6c5d82131cb1083f": {
+        "license": "Apache-2.0",
+        "authors": "MiniFASNetV1SE by minivision-ai/Silent-Face-Anti-Spoofing (weights "
+                   "4_0_0_80x80_MiniFASNetV1SE.pth), exported to ONNX by yakhyo/face-anti-spoofing (commit c175efef)",
+        "training_data": "not stated by the sources (minivision-ai's own anti-spoofing data)",
+        "lfw_folds_used": [],
+    },
 }
+
+# How to import known source files (by sha256) when the caller does not say: the channel order the ONNX
+# graph expects and the head (see HEADS). Anything else: RGB and "l2", as SFace.
+SOURCE_OPTIONS: dict[str, dict[str, str]] = {
+    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee": {"input_order": "RGB", "head": "l2"},
+    "4eed38f0bde33c9b805942a5f25e42ce1161e2bda545254be622be957727794e": {"input_order": "BGR", "head": "raw"},
+    "d819a69bac6b9ade2a0f4d9b60b618e1260f7bf3ba1fddff6c5d82131cb1083f": {"input_order": "BGR", "head": "raw"},
+}
+
+
+def source_options(src: str | Path, input_order: str | None = None, head: str | None = None) -> dict[str, str]:
+    """The import options for ``src``: those given, else what ``SOURCE_OPTIONS`` knows, else RGB / l2."""
+    known = SOURCE_OPTIONS.get(sha256_file(src), {})
+    return {"input_order": input_order or known.get("input_order", "RGB"), "head": head or known.get("head", "l2")}
 
 
 def provenance(src: str | Path) -> dict[str, Any]:
@@ -572,12 +652,13 @@ def provenance(src: str | Path) -> dict[str, Any]:
     return info
 
 
-def import_onnx(src: str | Path, dst: str | Path | None = None, input_order: str = "RGB",
-                input_size: tuple[int | None, int | None] | None = None, head: str = "l2") -> Any:
+def import_onnx(src: str | Path, dst: str | Path | None = None, input_order: str | None = None,
+                input_size: tuple[int | None, int | None] | None = None, head: str | None = None) -> Any:
     """Build the Keras model for ``src``; save it (and ``DST.provenance.json``) to ``dst`` if given.
 
-    ``input_size`` (H, W) and ``head`` are passed to ``OnnxImporter``."""
-    model = OnnxImporter(src, input_order=input_order, input_size=input_size, head=head).build()
+    ``input_size`` (H, W) and ``head`` are passed to ``OnnxImporter``; ``input_order`` and ``head``
+    default to ``source_options(src)``."""
+    model = OnnxImporter(src, input_size=input_size, **source_options(src, input_order, head)).build()
     if dst is not None:
         d = Path(dst)
         d.parent.mkdir(parents=True, exist_ok=True)
@@ -619,15 +700,17 @@ def _size_arg(text: str) -> tuple[int | None, int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m converter.import_onnx", description=__doc__.splitlines()[0])
-    p.add_argument("src", type=Path, help="ONNX face encoder or detector (NCHW)")
+    p.add_argument("src", type=Path, help="ONNX face encoder, detector or liveness classifier (NCHW)")
     p.add_argument("out", type=Path, help="output .keras file")
-    p.add_argument("--input-order", choices=["RGB", "BGR"], default="RGB",
-                   help="channel order the ONNX graph expects (default RGB, as SFace); the Keras model takes BGR")
+    p.add_argument("--input-order", choices=["RGB", "BGR"],
+                   help="channel order the ONNX graph expects (default: known per source file, else RGB as "
+                        "SFace); the Keras model takes BGR")
     p.add_argument("--input-size", type=_size_arg, metavar="WxH",
                    help="replace the graph's input size, or 'any' for a resizable one (fully convolutional "
                         "graphs: a detector)")
-    p.add_argument("--head", choices=HEADS, default="l2",
-                   help="l2: one embedding output, L2-normalised (encoders, default); raw: every output as is")
+    p.add_argument("--head", choices=HEADS,
+                   help="l2: one embedding output, L2-normalised (encoders); raw: every output as is "
+                        "(detectors, classifiers). Default: known per source file, else l2")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")

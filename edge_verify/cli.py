@@ -3,6 +3,7 @@
 exit codes:
   0  success (verify: same person; identify: every face identified)
   1  a negative answer (verify: not the same person; identify: an unknown face;
+     verify/identify: a face that is not live, e.g. a photo held to the camera;
      embed: some inputs could not be read)
   2  an error (bad input, no face, unknown person, empty gallery, bad model or config)
 """
@@ -19,7 +20,15 @@ from typing import Any
 
 from . import __version__
 from .cli_daemon import tau_value
-from .errors import ConfigError, EdgeVerifyError, EnrolmentError, ImageError, NoFaceError, QualityError
+from .errors import (
+    ConfigError,
+    EdgeVerifyError,
+    EnrolmentError,
+    ImageError,
+    NoFaceError,
+    PresentationAttackError,
+    QualityError,
+)
 
 log = logging.getLogger("edge_verify")
 
@@ -34,6 +43,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tau", type=tau_value, help="distance threshold, 0 < tau < 4; default: the model's manifest")
     g.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
     g.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def _liveness_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("liveness (presentation-attack detection, on by default)")
+    g.add_argument("--no-liveness", action="store_true", help="do not check that faces are live")
+    g.add_argument("--liveness-threshold", type=float, metavar="T",
+                   help="a face is live when its liveness score is >= T (default: the bundled models' manifest)")
+    g.add_argument("--liveness-min-face", type=float, metavar="PX",
+                   help="faces smaller than PX (box side) are never counted live (default: the manifest's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,17 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
     _common(p)
+    _liveness_options(p)
 
     p = sub.add_parser("identify", help="1:N: who is the face in each IMAGE? (exit 1 if any is unknown)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=1, help="also list the K nearest people")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     _common(p)
+    _liveness_options(p)
 
     p = sub.add_parser("embed", help="detect, check and encode every face: one JSON line per IMAGE")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", default=True, help="JSON lines (the only format)")
     _common(p)
+    _liveness_options(p)
 
     p = sub.add_parser("people", help="list or forget enrolled people")
     psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,14 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _verifier(args: argparse.Namespace, create_gallery: bool = False) -> Any:
-    """A FaceVerifier; only enrolment creates a gallery (a mistyped --state-dir must not make one)."""
+    """A FaceVerifier; only enrolment creates a gallery (a mistyped --state-dir must not make one).
+    Commands with liveness options check liveness unless --no-liveness."""
+    from .liveness import LivenessSettings
     from .pipeline import FaceVerifier
 
+    liveness = None
+    if hasattr(args, "no_liveness") and not args.no_liveness:
+        try:
+            liveness = LivenessSettings(threshold=args.liveness_threshold, min_face_px=args.liveness_min_face)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     fv = FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
-                      create_gallery=create_gallery)
+                      create_gallery=create_gallery, liveness=liveness)
     if warning := fv.manifest.tau_warning(fv.tau):
         log.warning("%s", warning)
     return fv
+
+
+def _print_attack(args: argparse.Namespace, path: str, exc: PresentationAttackError, tau: float) -> None:
+    """A face that is not live: one line (or one JSON object) saying why."""
+    if args.json:
+        live = exc.liveness.to_dict() if exc.liveness is not None else None
+        print(json.dumps({"path": path, "accepted": False, "person": None, "distance": None, "tau": tau,
+                          "candidates": [], "liveness": live, "reason": str(exc).removeprefix(f"{path}: ")}))
+    else:
+        print(f"{exc}")
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -151,7 +190,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    d = _verifier(args).verify(args.claim, args.image)
+    fv = _verifier(args)
+    try:
+        d = fv.verify(args.claim, args.image)
+    except PresentationAttackError as exc:
+        _print_attack(args, args.image, exc, fv.tau)
+        return EXIT_NO
     if args.json:
         print(json.dumps({"path": args.image, **d.to_dict()}))
     else:
@@ -166,6 +210,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             d = fv.identify(path, top_k=args.top_k)
+        except PresentationAttackError as exc:
+            _print_attack(args, path, exc, fv.tau)
+            status = EXIT_NO if status == EXIT_OK else status
+            continue
         except (ImageError, NoFaceError) as exc:
             if len(args.images) == 1:
                 raise

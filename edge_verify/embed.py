@@ -114,8 +114,9 @@ class Embedder:
         scale, zero = self._out_q
         return (y.astype(np.float32) - zero) * scale
 
-    def embed(self, crop: np.ndarray) -> np.ndarray:
-        """The L2-normalised encoding of one aligned BGR uint8 crop."""
+    def run(self, crop: np.ndarray) -> np.ndarray:
+        """The model's raw output for one BGR uint8 crop of its input size, dequantised to float32
+        (an encoder's unnormalised encoding, a classifier's logits)."""
         if crop.shape[:2] != self.input_size[::-1] or crop.ndim != 3:
             raise ValueError(f"expected a {self.input_size[0]}x{self.input_size[1]} BGR crop, got {crop.shape}")
         x = self._quantize(crop)[None]
@@ -123,7 +124,11 @@ class Embedder:
             self._tfl.set_tensor(self._in_index, x)
             self._tfl.invoke()
             y = self._tfl.get_tensor(self._out_index)[0].copy()
-        return l2_normalize(self._dequantize(y))
+        return self._dequantize(y)
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        """The L2-normalised encoding of one aligned BGR uint8 crop."""
+        return l2_normalize(self.run(crop))
 
     def embed_batch(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Encodings of several crops, (N, D)."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .liveness import Liveness
+
 
 class EdgeVerifyError(Exception):
     """Base class: its message is one line a user can act on. ``transient`` marks a fault that may pass
@@ -25,6 +30,16 @@ class QualityError(ImageError):
 
 class NoFaceError(EdgeVerifyError):
     """No face was found in an image."""
+
+
+class PresentationAttackError(EdgeVerifyError):
+    """The face is not live (a photo or a screen, or too small to tell): a negative answer, exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, liveness: Liveness | None = None) -> None:
+        super().__init__(message)
+        self.liveness = liveness  # the verdict that failed
 
 
 class ModelError(EdgeVerifyError):

@@ -24,11 +24,13 @@ from .errors import (
     ModelError,
     NoFaceError,
     NoGalleryError,
+    PresentationAttackError,
     QualityError,
     UnknownPersonError,
 )
 from .gallery import Gallery, GalleryMatrix, check_name, default_state_dir
 from .imageio import read_image
+from .liveness import Liveness, LivenessChecker, LivenessSettings
 from .match import Decision, best_per_person, decide_identify, decide_verify, squared_l2
 from .models import Manifest, resolve_encoder
 from .quality import Quality, QualityThresholds, assess
@@ -45,6 +47,7 @@ class FaceResult:
     face: Face
     quality: Quality
     embedding: np.ndarray | None  # (128,) float32, unit length; None when not encoded
+    liveness: Liveness | None = None  # None when liveness is off or the face was not encoded
 
     def to_dict(self) -> dict[str, object]:
         x, y, w, h = self.face.bbox
@@ -54,6 +57,7 @@ class FaceResult:
             "landmarks": [[round(float(a), 1), round(float(b), 1)] for a, b in self.face.landmarks],
             "quality": self.quality.to_dict(),
             "embedding": None if self.embedding is None else [round(float(v), 6) for v in self.embedding],
+            "liveness": None if self.liveness is None else self.liveness.to_dict(),
         }
 
 
@@ -84,6 +88,12 @@ class FaceVerifier:
     >>> fv = FaceVerifier(state_dir="/tmp/ev")
     >>> fv.enroll("alice", ["alice.jpg"])
     >>> fv.verify("alice", "door.jpg").accepted
+
+    ``liveness``: presentation-attack detection (``edge_verify.liveness``), off unless given:
+    ``LivenessSettings()`` turns it on with the bundled threshold and minimum face size (a
+    ``LivenessChecker`` may be shared between verifiers). Then every encoded face carries a
+    ``liveness`` score, and ``verify``/``identify`` raise ``PresentationAttackError`` for a face that
+    is not live, before any matching.
     """
 
     def __init__(
@@ -95,6 +105,7 @@ class FaceVerifier:
         quality: QualityThresholds | None = None,
         detector: FaceDetector | None = None,
         create_gallery: bool = True,
+        liveness: LivenessSettings | LivenessChecker | None = None,
     ) -> None:
         """``create_gallery=False``: reading the gallery (verify, identify, people) raises NoGalleryError
         when there is none, instead of creating an empty one; enrolling always creates it."""
@@ -106,6 +117,13 @@ class FaceVerifier:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.create_gallery = create_gallery
         self._gallery: Gallery | None = None
+        self.liveness: LivenessChecker | None
+        if isinstance(liveness, LivenessChecker):
+            self.liveness = liveness
+        elif liveness is not None and liveness.enabled:
+            self.liveness = LivenessChecker(liveness, num_threads)
+        else:
+            self.liveness = None
 
     @property
     def model_sha256(self) -> str:
@@ -145,7 +163,7 @@ class FaceVerifier:
         """Detect, check and encode the faces of an image (a path or a BGR array).
 
         ``detect_image`` is a smaller copy of the same frame (picamera2's ``lores`` stream): faces are
-        found on it, then aligned and encoded from the full-size ``image``.
+        found on it, then aligned, encoded and checked for liveness from the full-size ``image``.
         """
         t0 = time.perf_counter()
         img = read_image(image) if not isinstance(image, np.ndarray) else image
@@ -159,12 +177,20 @@ class FaceVerifier:
         crops = [align_face(img, f.landmarks) for f in faces]
         t3 = time.perf_counter()
         results = []
+        live_s = 0.0
         for face, crop in zip(faces, crops, strict=True):
             q = assess(face, crop, self.quality_limits)
             emb = self.embedder.embed(crop) if (q.ok or not only_ok) else None
-            results.append(FaceResult(face, q, emb))
+            live = None
+            if self.liveness is not None and emb is not None:
+                tl = time.perf_counter()
+                live = self.liveness.check(img, face)
+                live_s += time.perf_counter() - tl
+            results.append(FaceResult(face, q, emb, live))
         t4 = time.perf_counter()
-        ms = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "embed": t4 - t3}
+        ms = {"decode": t1 - t0, "detect": t2 - t1, "align": t3 - t2, "embed": t4 - t3 - live_s}
+        if self.liveness is not None:
+            ms["liveness"] = live_s
         if detect_image is not None or isinstance(image, np.ndarray):
             del ms["decode"]
         return FrameResult(results, {k: round(v * 1000, 2) for k, v in ms.items()})
@@ -175,6 +201,12 @@ class FaceVerifier:
 
     def encode_one(self, image: ImageLike, require_quality: bool = False) -> np.ndarray:
         """The encoding of the main (largest) face of an image; raises NoFaceError when there is none."""
+        main = self.main_face(image, require_quality)
+        assert main.embedding is not None
+        return main.embedding
+
+    def main_face(self, image: ImageLike, require_quality: bool = False) -> FaceResult:
+        """The main (largest) face of an image, encoded; raises NoFaceError when there is none."""
         faces = self.process(image, max_faces=None).faces
         name = _name(image)
         if not faces:
@@ -184,6 +216,13 @@ class FaceVerifier:
         main = faces[0]
         if require_quality and not main.quality.ok:
             raise QualityError(f"{name}: face not usable: {'; '.join(main.quality.reasons)}")
+        return main
+
+    def live_encoding(self, image: ImageLike) -> np.ndarray:
+        """The main face's encoding; raises PresentationAttackError when liveness is on and it is not live."""
+        main = self.main_face(image)
+        if main.liveness is not None and not main.liveness.live:
+            raise PresentationAttackError(f"{_name(image)}: {main.liveness.reason}", main.liveness)
         assert main.embedding is not None
         return main.embedding
 
@@ -253,10 +292,10 @@ class FaceVerifier:
             if not self.gallery.people():
                 raise EmptyGalleryError(_EMPTY)
             raise UnknownPersonError(f"{claim!r} is not enrolled")
-        return self.match(self.encode_one(image), claim=claim)
+        return self.match(self.live_encoding(image), claim=claim)
 
     def identify(self, image: ImageLike, top_k: int = 1) -> Decision:
         """1:N: who is the main face of ``image``, if anyone enrolled?"""
         if not self.gallery.people():
             raise EmptyGalleryError(_EMPTY)
-        return self.match(self.encode_one(image), top_k=top_k)
+        return self.match(self.live_encoding(image), top_k=top_k)

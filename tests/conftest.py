@@ -14,6 +14,7 @@ LFW = SHARED / "data" / "lfw"
 YALEB = SHARED / "data" / "extended_yaleb"
 SHARED_MODELS = SHARED / "models"
 SFACE_ONNX = SHARED_MODELS / "face_recognition_sface_2021dec_int8bq.onnx"
+NUAA = SHARED / "data" / "nuaa"
 
 
 def lfw_photo(name: str, number: int) -> Path:

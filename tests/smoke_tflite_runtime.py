@@ -30,6 +30,19 @@ def test_bundled_model_embeds_a_real_face_with_tflite_runtime(tmp_path: Path, sh
     assert "tensorflow" not in sys.modules
 
 
+def test_installed_liveness_models_tell_a_live_face_from_a_print(tmp_path: Path, shared_dir: Path) -> None:
+    """The bundled liveness models (package data under models/liveness) run on tflite-runtime."""
+    from edge_verify import FaceVerifier
+    from edge_verify.liveness import LivenessSettings
+
+    fv = FaceVerifier(state_dir=tmp_path, liveness=LivenessSettings())
+    assert fv.liveness is not None and fv.liveness.models[0].runner.interpreter == "tflite_runtime"
+    nuaa = shared_dir / "data" / "nuaa"
+    live = fv.process(nuaa / "live" / "0002" / "0002_01_00_01_136.jpg", max_faces=1).faces[0].liveness
+    attack = fv.process(nuaa / "photo_attack" / "0005" / "0005_00_00_01_145.jpg", max_faces=1).faces[0].liveness
+    assert live is not None and live.live and attack is not None and attack.attack
+
+
 def test_installed_daemon_parts_load_without_extras() -> None:
     """The shipped default config, the event schema and the daemon import in the minimal runtime."""
     import json

@@ -17,7 +17,7 @@ from converter.export import ExportError, check_int8, convert, export  # noqa: E
 from converter.layers import L2Normalize, PixelNormalize  # noqa: E402
 from converter.quantize import delegate_partitions, inspect_tflite, rewrite_prelu  # noqa: E402
 
-from .conftest import LFW, SFACE_ONNX  # noqa: E402
+from .conftest import LFW, SFACE_ONNX, SHARED_MODELS  # noqa: E402
 
 MANIFEST_KEYS = {"schema", "name", "file", "sha256", "dtype", "size_bytes", "input", "output", "metric", "tau",
                  "tau_far", "tau_source", "validation", "calibration", "provenance", "training", "created", "tools"}
@@ -169,3 +169,28 @@ def test_yunet_detector_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main([str(tmp_path / "yunet.keras"), "--float", "--out", str(tmp_path / "x.tflite")]) == 2
     err = capsys.readouterr().err.strip()
     assert "12 outputs" in err and "--detector" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_minifasnet_liveness_int8_export(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MiniFASNetV1SE (squeeze-excitation: MEAN, LOGISTIC, MUL) through import_onnx and export --liveness-scale:
+    full int8, one XNNPACK partition, a liveness manifest; a small calibration set for time."""
+    from converter.export_liveness import export_liveness
+    from converter.import_onnx import import_onnx
+
+    src = SHARED_MODELS / "minifasnet" / "MiniFASNetV1SE.onnx"
+    d = tmp_path_factory.mktemp("fas")
+    import_onnx(src, d / "v1se.keras")
+    res = export_liveness(d / "v1se.keras", d / "v1se_int8.tflite", 4.0, calib_photos=24, validation_photos=18,
+                          bench=False)
+    rep = inspect_tflite(res.path.read_bytes())
+    assert rep.float_tensors == [] and rep.input_dtype == "int8" and rep.output_dtype == "int8"
+    assert rep.input_shape == [1, 80, 80, 3] and rep.output_shape == [1, 3]
+    assert {"MEAN", "LOGISTIC", "MUL"} <= set(rep.op_counts) and "PRELU" not in rep.op_counts
+    assert res.report["xnnpack"]["partitions"] == 1
+    m = json.loads(res.path.with_suffix(".json").read_text())
+    assert m["kind"] == "liveness" and m["input"]["crop"]["scale"] == 4.0 and m["output"]["live_index"] == 1
+    assert m["sha256"] == hashlib.sha256(res.path.read_bytes()).hexdigest()
+    assert m["provenance"]["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert m["provenance"]["license"] == "Apache-2.0" and m["provenance"]["lfw_folds_used"] == [1]
+    assert m["validation"]["logit_corr"] > 0.9 and m["validation"]["attack_crops"] > 0

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from converter.import_onnx import OnnxImportError, import_onnx, main, onnxruntime_session  # noqa: E402
 
-from .conftest import LFW, SFACE_ONNX  # noqa: E402
+from .conftest import LFW, NUAA, SFACE_ONNX, SHARED_MODELS  # noqa: E402
 
 
 def _run_ort(path: Path, x_nchw: np.ndarray) -> np.ndarray:
@@ -247,3 +247,80 @@ def test_yunet_import_matches_opencv_dnn(tmp_path: Path) -> None:
     tfl = tmp_path / "yunet.tflite"
     tfl.write_bytes(convert(model, None))
     assert delegate_partitions(str(tfl))[0] == 1
+
+
+def _tiny_classifier(path: Path, rng: np.random.Generator) -> None:
+    """MiniFASNet's extra ops: a stride-2 conv (pads 1) and PRelu, squeeze-excitation (GlobalAveragePool,
+    1x1 convs, Relu, Sigmoid, a broadcast Mul of two tensors), Flatten, MatMul, BatchNormalization on the
+    2-D output of a MatMul (BN1d), a second MatMul to 3 logits."""
+
+    def init(name: str, a: np.ndarray) -> TensorProto:
+        return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+    c = 8
+    inits = [init("w1", rng.normal(0, 0.05, (c, 3, 3, 3))), init("b1", rng.normal(0, 0.1, c)),
+             init("slope", rng.uniform(-0.5, 1.5, (c, 1, 1))),
+             init("se1", rng.normal(0, 0.3, (4, c, 1, 1))), init("se1b", rng.normal(0, 0.1, 4)),
+             init("se2", rng.normal(0, 0.3, (c, 4, 1, 1))), init("se2b", rng.normal(0, 0.1, c)),
+             init("fc1", rng.normal(0, 0.05, (c * 8 * 8, 16))), init("fc2", rng.normal(0, 0.3, (16, 3))),
+             init("g", rng.uniform(0.5, 1.5, 16)), init("be", rng.normal(0, 0.2, 16)),
+             init("mu", rng.normal(0, 0.2, 16)), init("var", rng.uniform(0.5, 1.5, 16))]
+    nodes = [
+        helper.make_node("Conv", ["data", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("PRelu", ["c1", "slope"], ["p1"]),
+        helper.make_node("GlobalAveragePool", ["p1"], ["pool"]),
+        helper.make_node("Conv", ["pool", "se1", "se1b"], ["s1"], kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["s1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "se2", "se2b"], ["s2"], kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["s2"], ["gate"]),
+        helper.make_node("Mul", ["p1", "gate"], ["se"]),
+        helper.make_node("Flatten", ["se"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "fc1"], ["m1"]),
+        helper.make_node("BatchNormalization", ["m1", "g", "be", "mu", "var"], ["bn"], epsilon=1e-5),
+        helper.make_node("MatMul", ["bn", "fc2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_cls", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_tiny_classifier_with_squeeze_excitation_matches_onnxruntime(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    src = tmp_path / "cls.onnx"
+    _tiny_classifier(src, rng)
+    model = import_onnx(src, input_order="BGR", head="raw")
+    assert not any(type(layer).__name__ == "L2Normalize" for layer in model.layers)
+    x = rng.uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    expect = np.concatenate([_run_ort(src, x[i:i + 1].transpose(0, 3, 1, 2)) for i in range(3)])
+    got = np.concatenate([_np(model(x[i:i + 1])["logits"]) for i in range(3)])  # raw: outputs by ONNX name
+    assert got.shape == (3, 3)
+    assert np.abs(got - expect).max() < 1e-4 * max(1.0, float(np.abs(expect).max()))
+    # an encoder head on the same graph would L2-normalise the logits: the option matters
+    l2 = import_onnx(src, input_order="BGR", head="l2")
+    assert np.allclose(np.linalg.norm(_np(l2(x[:1])), axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "scale"), [("MiniFASNetV2", 2.7), ("MiniFASNetV1SE", 4.0)])
+def test_minifasnet_import_matches_onnxruntime_on_nuaa_faces(name: str, scale: float) -> None:
+    """Both liveness models, their options known by sha256 (BGR, raw logits): Keras = onnxruntime on real crops."""
+    from edge_verify.detect import FaceDetector
+    from edge_verify.imageio import read_image
+    from edge_verify.liveness import liveness_crop
+
+    src = SHARED_MODELS / "minifasnet" / f"{name}.onnx"
+    model = import_onnx(src)  # BGR and raw (by the file's sha256): one output, "output"
+    det = FaceDetector()
+    frames = [*sorted((NUAA / "live").rglob("*.jpg"))[::60], *sorted((NUAA / "photo_attack").rglob("*.jpg"))[::60]]
+    crops = []
+    for p in frames:
+        img = read_image(p)
+        crops.append(liveness_crop(img, det.detect(img)[0].bbox, scale))
+    x = np.stack(crops).astype(np.float32)
+    got = np.concatenate([_np(model(x[i:i + 1])["output"]) for i in range(len(x))])
+    expect = np.concatenate([_run_ort(src, x[i:i + 1].transpose(0, 3, 1, 2)) for i in range(len(x))])
+    assert got.shape == (len(frames), 3)
+    assert np.abs(got - expect).max() < 1e-3

@@ -102,17 +102,24 @@ class Manifest:
         return str(self.data.get("input", {}).get("color_order", "BGR"))
 
 
-def load_manifest(path: str | Path) -> Manifest:
-    """Read and sanity-check a model manifest."""
+def read_manifest_json(path: str | Path, what: str = "model") -> dict[str, Any]:
+    """A JSON manifest as a dict; ModelError (one line) when it is missing, unreadable or not an object."""
     p = Path(path)
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise ModelError(f"model manifest not found: {p}") from None
+        raise ModelError(f"{what} manifest not found: {p}") from None
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{p}: unreadable model manifest: {exc}") from None
+        raise ModelError(f"{p}: unreadable {what} manifest: {exc}") from None
     if not isinstance(data, dict):
-        raise ModelError(f"{p}: model manifest is not a JSON object")
+        raise ModelError(f"{p}: {what} manifest is not a JSON object")
+    return data
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and sanity-check a model manifest."""
+    p = Path(path)
+    data = read_manifest_json(p)
     required = ("sha256", "tau") if data.get("kind", ENCODER) == ENCODER else ("sha256",)
     for key in required:
         if key not in data:
