@@ -94,12 +94,20 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class LivenessConfig:
+    enabled: bool = True
+    threshold: float | None = _f(None, min=0, max=1)  # None: the bundled models' (liveness.json)
+    min_face_px: float | None = _f(None, min=0)  # None: the bundled models'
+
+
+@dataclass(frozen=True)
 class DecisionConfig:
     k: int = _f(3, min=1)
     n: int = _f(5, min=1)
     window_s: float = _f(3.0, gt=0)
     cooldown_s: float = _f(10.0, min=0)
     unknown_cooldown_s: float = _f(10.0, min=0)
+    spoof_cooldown_s: float = _f(30.0, min=0)  # one per device: an attack held up for a minute is one event
     claim_max_ttl_s: float = _f(60.0, gt=0)
 
 
@@ -175,6 +183,7 @@ class Config:
     camera: CameraConfig = CameraConfig()
     model: ModelConfig = ModelConfig()
     quality: QualityConfig = QualityConfig()
+    liveness: LivenessConfig = LivenessConfig()
     decision: DecisionConfig = DecisionConfig()
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()

@@ -56,7 +56,7 @@ BACKOFF_MAX_S = 30.0
 
 def _model_key(cfg: Config) -> tuple[object, ...]:
     """The settings a FaceVerifier is built from: when a reload keeps them, the verifier is kept."""
-    return cfg.model, cfg.quality, cfg.state_path
+    return cfg.model, cfg.quality, cfg.liveness, cfg.state_path
 
 
 class Daemon:

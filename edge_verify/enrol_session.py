@@ -65,7 +65,8 @@ def observed(result: FrameResult, image: np.ndarray) -> list[Observed]:
         x, y, w, h = f.face.bbox
         x0, y0 = max(0, int(x)), max(0, int(y))
         box = image[y0:y0 + max(1, int(h)), x0:x0 + max(1, int(w))]
-        out.append(Observed(f.quality, f.embedding, float(box.mean()) if box.size else None, f.face.size))
+        live = None if f.liveness is None else f.liveness.live  # too small to judge: not live either
+        out.append(Observed(f.quality, f.embedding, float(box.mean()) if box.size else None, f.face.size, live))
     return out
 
 

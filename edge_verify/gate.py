@@ -79,13 +79,15 @@ def verifier_from_config(cfg: Config) -> FaceVerifier:
     backend and without the padded retry (most camera frames hold no face), the model, tau and quality
     gate of the config."""
     from .detect import FaceDetector
+    from .liveness import LivenessSettings
     from .pipeline import FaceVerifier
 
-    q, m = cfg.quality, cfg.model
+    q, m, lv = cfg.quality, cfg.model, cfg.liveness
     detector = FaceDetector(score_threshold=min(0.5, q.min_score), max_side=q.detect_max_side, pad_retry=False,
                             backend=m.detector, num_threads=m.threads)
+    liveness = LivenessSettings(enabled=lv.enabled, threshold=lv.threshold, min_face_px=lv.min_face_px)
     return FaceVerifier(model=m.name or None, state_dir=cfg.state_path, tau=m.tau, num_threads=m.threads,
-                        quality=q.thresholds(), detector=detector)
+                        quality=q.thresholds(), detector=detector, liveness=liveness if lv.enabled else None)
 
 
 class Gate:
@@ -98,7 +100,8 @@ class Gate:
         self._result: FrameResult | None = None  # of the frame being handled
         self._decision: Decision | None = None
         d, a = cfg.decision, cfg.access
-        self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode)
+        self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode,
+                                     d.spoof_cooldown_s)
         try:
             self.zone = access.local_zone(a.timezone)
         except ScheduleError as e:
@@ -221,7 +224,7 @@ class Gate:
             decision = None  # no one enrolled: every face is unknown
         latency["match"] = (time.perf_counter() - t) * 1000
         self._decision = decision
-        vote = vote_for(frame.ts, decision, claim)
+        vote = vote_for(frame.ts, decision, claim, faces[0].liveness)
         log.debug("frame %s: %r d=%s", frame.name, vote.label, vote.distance)
         return self.window.observe(vote)
 

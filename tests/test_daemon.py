@@ -19,7 +19,7 @@ import pytest
 
 from edge_verify import events
 from tests.broker import Broker, free_port
-from tests.conftest import needs_broker
+from tests.conftest import SHARED, needs_broker
 from tests.mqtt_helpers import Subscriber
 from tests.visits import (
     ENROLLED,
@@ -340,3 +340,62 @@ def test_a_person_outside_their_schedule_is_denied(enrolled_state: Path, tmp_pat
         ("denied", "Tony_Blair", "outside_schedule"), ("granted", "Silvio_Berlusconi", None)]
     for e in rows:
         events.validate(e)
+
+
+# -- presentation attacks, end to end -----------------------------------------------------------------
+NUAA = SHARED / "data" / "nuaa"
+
+
+@pytest.mark.slow
+@needs_model
+def test_photo_attacks_are_never_granted_and_live_visits_are(tmp_path: Path) -> None:
+    """NUAA's 9 people, each enrolled from one live webcam frame. Every visit with a printed photo of an
+    enrolled person is refused (a spoof event, never granted); at least 95 % of live visits are granted."""
+    from edge_verify.pipeline import FaceVerifier
+
+    if not NUAA.is_dir():
+        pytest.fail(f"shared data missing: {NUAA} (set EDGE_VERIFY_SHARED)")
+    people = sorted(p.name for p in (NUAA / "live").iterdir())
+    state = tmp_path / "state"
+    fv = FaceVerifier(state_dir=state, num_threads=1)
+    live = {p: sorted((NUAA / "live" / p).glob("*.jpg")) for p in people}
+    attack = {p: sorted((NUAA / "photo_attack" / p).glob("*.jpg")) for p in people}
+    for p in people:
+        fv.enroll(f"nuaa_{p}", live[p][:1])
+    fv.close()
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    visits: list[tuple[str, str]] = []
+    i = 0
+    for p in people:
+        for kind, frames in (("live", live[p][1:6]), ("attack", attack[p][:5]), ("live", live[p][6:11])):
+            if len(frames) < 5:
+                continue
+            visits.append((kind, f"nuaa_{p}"))
+            for f in frames:
+                (cam / f"{i:05d}_{kind}_{f.name}").symlink_to(f)
+                i += 1
+            for _ in range(12):
+                blank(cam / f"{i:05d}_blank.png", i)
+                i += 1
+    cfg = write_config(tmp_path / "c.toml", state, cam, free_port())
+    cfg.write_text(cfg.read_text().replace("[mqtt]\n", "[mqtt]\nenabled = false\n")
+                   .replace("unknown_cooldown_s = 0.5", "unknown_cooldown_s = 0.5\nspoof_cooldown_s = 0.5"))
+    d = DaemonProc("run", "--config", str(cfg))
+    assert d.wait(600) == 0, d.log
+    db = sqlite3.connect(state / "outbox.sqlite3")
+    got = [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY seq")]
+    for e in got:
+        events.validate(e)
+    granted = [e["person"] for e in got if e["event_type"] == "granted"]
+    spoofs = [e for e in got if e["event_type"] == "spoof"]
+    live_visits = [who for kind, who in visits if kind == "live"]
+    attack_visits = [who for kind, who in visits if kind == "attack"]
+    from collections import Counter
+
+    assert not Counter(granted) - Counter(live_visits)  # nobody granted who was not there live
+    # every attack visit made a spoof event, and no grant beyond the live visits
+    assert len(spoofs) == len(attack_visits), [(e["event_type"], e["person"]) for e in got]
+    assert all(e["liveness"] is not None and e["liveness"] < 0.5 for e in spoofs)
+    assert len(granted) >= 0.95 * len(live_visits), (len(granted), len(live_visits))
+    assert all(e["liveness"] is not None for e in got if e["event_type"] == "granted")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edge_verify.decision import MISMATCH, UNKNOWN, DecisionWindow, Verdict, Vote
 
 
@@ -81,3 +83,51 @@ def test_errors_are_fail_secure() -> None:
     c.set_claim("alice", 0.0, 5.0)
     v = c.error(1.0, "boom")
     assert v is not None and v.event_type == "error" and c.claim is None
+
+
+# -- liveness -------------------------------------------------------------------------------------------
+def _live(score: float, live: bool, too_small: bool = False) -> object:
+    from edge_verify.liveness import Liveness
+
+    return Liveness(score, live, 0.5, None if live else ("face too small" if too_small else "print attack"),
+                    too_small)
+
+
+def test_attacks_vote_spoof_and_small_faces_vote_for_nobody() -> None:
+    from edge_verify.decision import SPOOF, UNKNOWN, vote_for
+    from edge_verify.match import Decision
+
+    alice = Decision(True, "alice", 0.4, 1.0, [])
+    assert vote_for(0.0, alice, None, _live(0.9, True)).label == "alice"  # type: ignore[arg-type]
+    v = vote_for(0.0, alice, None, _live(0.01, False))  # type: ignore[arg-type]
+    assert v.label == SPOOF and v.liveness == 0.01 and v.reason == "print attack"
+    assert vote_for(0.0, alice, None, _live(0.2, False, too_small=True)).label is None  # type: ignore[arg-type]
+    assert vote_for(0.0, alice, "alice", _live(0.01, False)).label == SPOOF  # type: ignore[arg-type]
+    assert vote_for(0.0, None, None, None).label == UNKNOWN
+    tie = Decision(False, None, 0.4, 1.0, [], reason="ambiguous: alice and bob at 0.400")
+    assert vote_for(0.0, tie, None, None).reason == "ambiguous"
+
+
+def test_k_attack_frames_give_one_spoof_event_and_a_device_cooldown() -> None:
+    from edge_verify.decision import SPOOF, DecisionWindow, Vote
+
+    w = DecisionWindow(k=3, n=5, window_s=2.0, cooldown_s=1.0, unknown_cooldown_s=1.0, spoof_cooldown_s=5.0)
+    out = [w.observe(Vote(i * 0.1, SPOOF, None, 0.01, "print attack")) for i in range(3)]
+    assert out[:2] == [None, None] and out[2] is not None
+    assert out[2].event_type == "spoof" and out[2].person is None and out[2].frames == 3
+    assert out[2].reason == "presentation_attack: print attack" and out[2].liveness == pytest.approx(0.01)
+    # the same attack held up: no second event while it is seen within the cooldown
+    assert all(w.observe(Vote(0.3 + i * 0.5, SPOOF, None, 0.01)) is None for i in range(10))
+    # a live person arriving meanwhile is still decided
+    got = [w.observe(Vote(6.0 + i * 0.1, "alice", 0.4, 0.9)) for i in range(3)]
+    assert got[2] is not None and got[2].event_type == "granted" and got[2].liveness == pytest.approx(0.9)
+
+
+def test_a_spoof_in_claim_mode_ends_the_claim() -> None:
+    from edge_verify.decision import SPOOF, DecisionWindow, Vote
+
+    w = DecisionWindow(k=2, n=3, window_s=2.0, mode="claim")
+    w.set_claim("alice", 0.0, 10.0)
+    assert w.observe(Vote(0.1, SPOOF, None, 0.02)) is None
+    v = w.observe(Vote(0.2, SPOOF, None, 0.02))
+    assert v is not None and v.event_type == "spoof" and v.person == "alice" and w.claim is None
