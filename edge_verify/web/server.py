@@ -54,11 +54,11 @@ def serve(cfg: Config, config_path: Path | None) -> int:
     """``edge-verify web``: serve until SIGINT/SIGTERM, then exit 0."""
     import signal
 
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the socket listens: a stop from then on is clean
+        signal.signal(sig, lambda *_: stop.set())
     web = WebServer(cfg, config_path).start()
     log.warning("console on %s (state %s)", web.url, cfg.state_path)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5) and web.alive:
         pass
     web.stop()
