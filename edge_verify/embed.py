@@ -78,9 +78,14 @@ def open_interpreter(path: Path, num_threads: int | None, what: str) -> tuple[An
 
 
 class Embedder:
-    """One TFLite encoder; ``embed`` is thread-safe (calls are serialised)."""
+    """One TFLite encoder; ``embed`` is thread-safe (calls are serialised).
 
-    def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
+    ``flip``: encode each crop and its mirror image and return the mean of the two unit encodings,
+    renormalised (horizontal-flip test-time augmentation). It costs a second encoder run per face, so it
+    is off by default; ``embed(crop, flip=True)`` asks for it on one call (enrolment, see docs/ENCODERS.md).
+    """
+
+    def __init__(self, model_path: str | Path, num_threads: int | None = None, flip: bool = False) -> None:
         path = Path(model_path)
         self._tfl, self.interpreter, self.num_threads = open_interpreter(path, num_threads, "encoder")
         inp = self._tfl.get_input_details()[0]
@@ -94,6 +99,7 @@ class Embedder:
             raise ModelError(f"{path.name}: expected an NHWC 3-channel input, got shape {shape}")
         self.input_size = (shape[2], shape[1])  # (w, h)
         self.embedding_size = int(out["shape"][-1])
+        self.flip = bool(flip)
         self._lock = threading.Lock()
 
     @property
@@ -126,12 +132,16 @@ class Embedder:
             y = self._tfl.get_tensor(self._out_index)[0].copy()
         return self._dequantize(y)
 
-    def embed(self, crop: np.ndarray) -> np.ndarray:
-        """The L2-normalised encoding of one aligned BGR uint8 crop."""
-        return l2_normalize(self.run(crop))
+    def embed(self, crop: np.ndarray, flip: bool | None = None) -> np.ndarray:
+        """The L2-normalised encoding of one aligned BGR uint8 crop; ``flip`` (default: the embedder's
+        setting) averages it with the encoding of the mirrored crop."""
+        y = l2_normalize(self.run(crop))
+        if self.flip if flip is None else flip:
+            y = l2_normalize(y + l2_normalize(self.run(np.ascontiguousarray(crop[:, ::-1]))))
+        return y
 
-    def embed_batch(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    def embed_batch(self, crops: list[np.ndarray] | np.ndarray, flip: bool | None = None) -> np.ndarray:
         """Encodings of several crops, (N, D)."""
         if len(crops) == 0:
             return np.zeros((0, self.embedding_size), np.float32)
-        return np.stack([self.embed(c) for c in crops])
+        return np.stack([self.embed(c, flip) for c in crops])

@@ -106,11 +106,15 @@ class FaceVerifier:
         detector: FaceDetector | None = None,
         create_gallery: bool = True,
         liveness: LivenessSettings | LivenessChecker | None = None,
+        flip_enrolment: bool = True,
     ) -> None:
         """``create_gallery=False``: reading the gallery (verify, identify, people) raises NoGalleryError
-        when there is none, instead of creating an empty one; enrolling always creates it."""
+        when there is none, instead of creating an empty one; enrolling always creates it.
+        ``flip_enrolment``: ``enroll`` averages each photo's encoding with its mirror image's (lower FNMR
+        at the same FMR, no cost per camera frame: docs/ENCODERS.md)."""
         self.manifest: Manifest = resolve_encoder(model)
         self.embedder = Embedder(self.manifest.model_path, num_threads)
+        self.flip_enrolment = flip_enrolment
         self.detector = detector or FaceDetector(num_threads=num_threads)
         self.tau = self.manifest.tau if tau is None else _checked_tau(tau)
         self.quality_limits = quality or QualityThresholds()
@@ -159,11 +163,12 @@ class FaceVerifier:
 
     # -- faces -----------------------------------------------------------------------------------------
     def process(self, image: ImageLike, only_ok: bool = False, max_faces: int | None = None,
-                detect_image: np.ndarray | None = None) -> FrameResult:
+                detect_image: np.ndarray | None = None, flip: bool | None = None) -> FrameResult:
         """Detect, check and encode the faces of an image (a path or a BGR array).
 
         ``detect_image`` is a smaller copy of the same frame (picamera2's ``lores`` stream): faces are
         found on it, then aligned, encoded and checked for liveness from the full-size ``image``.
+        ``flip`` overrides the embedder's flip averaging (``Embedder.embed``).
         """
         t0 = time.perf_counter()
         img = read_image(image) if not isinstance(image, np.ndarray) else image
@@ -180,7 +185,7 @@ class FaceVerifier:
         live_s = 0.0
         for face, crop in zip(faces, crops, strict=True):
             q = assess(face, crop, self.quality_limits)
-            emb = self.embedder.embed(crop) if (q.ok or not only_ok) else None
+            emb = self.embedder.embed(crop, flip) if (q.ok or not only_ok) else None
             live = None
             if self.liveness is not None and emb is not None:
                 tl = time.perf_counter()
@@ -199,15 +204,15 @@ class FaceVerifier:
         """Every face of an image with its quality and encoding, largest first."""
         return self.process(image).faces
 
-    def encode_one(self, image: ImageLike, require_quality: bool = False) -> np.ndarray:
+    def encode_one(self, image: ImageLike, require_quality: bool = False, flip: bool | None = None) -> np.ndarray:
         """The encoding of the main (largest) face of an image; raises NoFaceError when there is none."""
-        main = self.main_face(image, require_quality)
+        main = self.main_face(image, require_quality, flip)
         assert main.embedding is not None
         return main.embedding
 
-    def main_face(self, image: ImageLike, require_quality: bool = False) -> FaceResult:
+    def main_face(self, image: ImageLike, require_quality: bool = False, flip: bool | None = None) -> FaceResult:
         """The main (largest) face of an image, encoded; raises NoFaceError when there is none."""
-        faces = self.process(image, max_faces=None).faces
+        faces = self.process(image, max_faces=None, flip=flip).faces
         name = _name(image)
         if not faces:
             raise NoFaceError(f"{name}: no face found")
@@ -236,7 +241,7 @@ class FaceVerifier:
         anyone enrolled under another name whom they resemble (nearer than tau)."""
         name = check_name(name)
         images = list(images)
-        embeddings = [self.encode_one(img, require_quality) for img in images]
+        embeddings = [self.encode_one(img, require_quality, flip=self.flip_enrolment) for img in images]
         if not embeddings:
             raise ImageError("no image given to enrol from")
         new = np.stack(embeddings)
