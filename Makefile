@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED ?= ../shared
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast bench lint clean model detector detect-recall liveness-models liveness-eval
+.PHONY: venv demo test test-fast bench lint clean model detector detect-recall liveness-models liveness-eval arm-check
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test-fast: venv
 
 bench: venv build/sface_fp32.tflite
 	$(BIN)/python -m bench.run --max-side 320 --fp32 build/sface_fp32.tflite
+
+# The product on emulated aarch64 (Debian arm64 bookworm under qemu-user, as Raspberry Pi OS 64-bit; needs
+# root): doctor, the fast tests, encodings against x86, instructions per stage. docs/ARM.md says more.
+arm-check: venv build/sface_fp32.tflite
+	scripts/arm/check.sh
 
 # The fp32 export of the same import, for the int8-vs-fp32 comparison (not bundled).
 build/sface.keras:

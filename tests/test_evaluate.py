@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -23,6 +24,10 @@ MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
 
 needs_lfw = pytest.mark.skipif(not (LFW / "pairs.txt").is_file(), reason="LFW not found in shared/data")
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL.name} not built yet")
+# the ROC plot is converter tooling (the `convert` extra), absent from a runtime-only install such as the
+# emulated aarch64 one of `make arm-check`
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib (the convert extra) is not installed")
 
 
 def mini_lfw(root: Path, per_fold: int = 6, folds: int = 2) -> Path:
@@ -151,6 +156,7 @@ def test_no_face_falls_back_to_the_centre_or_is_skipped() -> None:
 
 
 @needs_lfw
+@needs_matplotlib
 @pytest.mark.skipif(not SFACE_ONNX.is_file(), reason="OpenCV SFace model not in shared/models")
 def test_evaluate_with_opencv_sface_encoder(tmp_path: Path) -> None:
     """The evaluation maths end to end on real faces, with OpenCV's SFace as the encoder."""
@@ -170,6 +176,7 @@ def test_evaluate_with_opencv_sface_encoder(tmp_path: Path) -> None:
 
 @needs_lfw
 @needs_model
+@needs_matplotlib
 def test_cli_on_mini_lfw_updates_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / MODEL.name
     shutil.copy(MODEL, model)
