@@ -34,7 +34,8 @@ timed() {  # timed NAME CMD...: run, record the wall time
   local name=$1 t0 rc=0; shift
   t0=$(date +%s.%N)
   "$@" || rc=$?
-  printf '%s\t%.1f\t%s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" "$rc" >> "$OUT/steps.tsv"
+  printf '%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" "$rc" \
+    >> "$OUT/steps.tsv"
   return $rc
 }
 ensure_apt() {  # ensure_apt COMMAND PACKAGE
@@ -49,7 +50,6 @@ in_arm() {  # run a command inside the emulated Debian arm64
 }
 
 T0=$(date +%s)
-ensure_apt bc bc
 ROOTFS=$(timed rootfs scripts/arm/rootfs.sh --mount "$ARM_CPU")
 trap 'scripts/arm/rootfs.sh --umount' EXIT
 log "rootfs $ROOTFS ($(in_arm uname -m), python $(in_arm python3 -c 'import platform; print(platform.python_version())'))"
@@ -79,7 +79,7 @@ install() {
 }
 
 sync_src() {  # the tests and scripts beside a checkout-shaped tree whose packages are the installed wheel's
-  rm -rf "$ROOTFS$SRC" && mkdir -p "$ROOTFS$SRC"
+  rm -rf "$ROOTFS$SRC" && mkdir -p "$ROOTFS$SRC/build"
   git ls-files -co --exclude-standard | grep -v -e '^edge_verify/' -e '^converter/' | tar -cf - -T - | tar -xf - -C "$ROOTFS$SRC"
   local site; site=$(in_arm "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   ln -s "$site/edge_verify" "$ROOTFS$SRC/edge_verify"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared")).resolve()
 STAGES = ("detect", "align", "embed_int8", "embed_fp32")
 CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 # Single-core clock and the IPC assumed for this NEON-heavy inference code (low, central, high). Published
@@ -49,7 +50,7 @@ def run_aarch64(cpu: str, rootfs: Path, venv: str, plugin: Path, fp32: Path, rep
     python = f"{venv}/bin/python"
     cmd = ["qemu-aarch64", "-cpu", cpu, "-L", str(rootfs), "-0", python, "-plugin", f"{plugin},out={out}",
            str(rootfs / "usr/bin/python3.11"), str(HERE / "stages.py"), "--fp32", str(fp32.resolve()),
-           "--reps", str(reps), "--json", str(info)]
+           "--shared", str(SHARED), "--reps", str(reps), "--json", str(info)]
     # an Arm /proc/cpuinfo for this CPU model (qemu 7.2 shows the host's; LiteRT >= 2.2 crashes on it)
     subprocess.run([str(HERE / "rootfs.sh"), "--cpu", cpu], check=True, stdout=subprocess.DEVNULL)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
@@ -63,8 +64,8 @@ def run_aarch64(cpu: str, rootfs: Path, venv: str, plugin: Path, fp32: Path, rep
 def run_x86(fp32: Path, reps: int, work: Path) -> dict:
     info = work / "x86.json"
     cmd = ["valgrind", "--tool=callgrind", "--dump-before=getpgid", f"--callgrind-out-file={work}/cg.out",
-           sys.executable, str(HERE / "stages.py"), "--fp32", str(fp32.resolve()), "--reps", str(reps),
-           "--json", str(info)]
+           sys.executable, str(HERE / "stages.py"), "--fp32", str(fp32.resolve()), "--shared", str(SHARED),
+           "--reps", str(reps), "--json", str(info)]
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dumps = sorted(work.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))

@@ -71,6 +71,7 @@ def encode(args: argparse.Namespace) -> int:
                 enc[i], marks[i], found[i] = sub.embedding, sub.face.landmarks, True
             if (i + 1) % 25 == 0:
                 print(f"  {i + 1}/{len(names)} faces", file=sys.stderr, flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, names=np.array(names), encodings=enc, landmarks=marks, found=found,
                  pairs=np.array([f"{a} {b} {int(s)}" for a, b, s in pairs]), tau=np.float64(fv.tau),
                  model_sha256=np.array(fv.model_sha256), machine=np.array(platform.machine()),
