@@ -68,9 +68,9 @@ def test_encoding_picks_200_faces_with_pairs_among_them() -> None:
 
 def test_per_stage_counts_and_estimates() -> None:
     count = _module("count")
-    stages = count.per_stage([10**9, 300, 30, 3000, 9000], reps=3)
-    assert stages == {"detect": 100, "align": 10, "embed_int8": 1000, "embed_fp32": 3000}
-    with pytest.raises(RuntimeError, match="expected 5 marker counts"):
+    stages = count.per_stage([10**9, 300, 600, 30, 3000, 9000], reps=3)
+    assert stages == {"detect": 100, "detect_opencv": 200, "align": 10, "embed_int8": 1000, "embed_fp32": 3000}
+    with pytest.raises(RuntimeError, match="expected 6 marker counts"):
         count.per_stage([1, 2, 3], reps=1)
     est = count.estimates({"cpu": "cortex-a72", "per_stage": {"detect": 10**8, "align": 10**6, "embed_int8": 2 * 10**8,
                                                               "embed_fp32": 4 * 10**8}})

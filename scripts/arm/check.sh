@@ -43,15 +43,20 @@ ensure_apt() {  # ensure_apt COMMAND PACKAGE
   log "apt-get install $2"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
-in_arm() {  # run a command inside the emulated Debian arm64
-  QEMU_CPU="${QEMU_CPU:-$ARM_CPU}" chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+in_arm() {  # run a command inside the emulated Debian arm64 as CPU $QEMU_CPU, seeing that CPU's /proc/cpuinfo
+  local cpu="${QEMU_CPU:-$ARM_CPU}" info
+  info=$(scripts/arm/rootfs.sh --cpuinfo "$cpu")
+  # a private mount namespace: runs on different CPUs may go on side by side
+  QEMU_CPU=$cpu unshare --mount --propagation private /bin/sh -c \
+    'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"' sh "$info" "$ROOTFS" \
+    chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH="$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-    QEMU_CPU="${QEMU_CPU:-$ARM_CPU}" EDGE_VERIFY_SHARED="$EDGE_VERIFY_SHARED" EDGE_VERIFY_STATE_DIR=/tmp/ev-state "$@"
+    QEMU_CPU="$cpu" EDGE_VERIFY_SHARED="$EDGE_VERIFY_SHARED" EDGE_VERIFY_STATE_DIR=/tmp/ev-state "$@"
 }
 
 T0=$(date +%s)
 ROOTFS=$(timed rootfs scripts/arm/rootfs.sh --mount "$ARM_CPU")
-trap 'scripts/arm/rootfs.sh --umount' EXIT
+[ -n "${ARM_KEEP_MOUNTS:-}" ] || trap 'scripts/arm/rootfs.sh --umount' EXIT
 log "rootfs $ROOTFS ($(in_arm uname -m), python $(in_arm python3 -c 'import platform; print(platform.python_version())'))"
 
 install() {
@@ -59,20 +64,20 @@ install() {
   "$PY" -m pip wheel -q --no-deps -w "$OUT/dist" . 2>&1 | grep -v "is ignored" >&2 || true
   local wheel; wheel=$(ls "$OUT"/dist/edge_verify-*.whl)
   # the aarch64 wheels of the versions this machine's venv has (the x86 side of the comparison)
-  "$PY" -m pip freeze 2>/dev/null | grep -iE '^(numpy|opencv-python-headless|ai-edge-litert|paho-mqtt|pytest|jsonschema)==' \
+  "$PY" -m pip freeze 2>/dev/null | grep -iE '^(numpy|opencv-python-headless|ai-edge-litert|paho-mqtt|cryptography|gpiozero|pytest|jsonschema)==' \
     > "$OUT/constraints.txt" || true
   local platforms=() v
   for v in 2_36 2_35 2_34 2_31 2_28 2_27 2_24 2_17; do platforms+=(--platform "manylinux_${v}_aarch64"); done
   platforms+=(--platform manylinux2014_aarch64)
   mkdir -p "$ARM_ROOT/wheels"
   "$PY" -m pip download -q --dest "$ARM_ROOT/wheels" --only-binary=:all: "${platforms[@]}" --python-version 3.11 \
-    --implementation cp --abi cp311 -c "$OUT/constraints.txt" "$wheel" pytest jsonschema 2>&1 | grep -v "is ignored" >&2 || true
+    --implementation cp --abi cp311 -c "$OUT/constraints.txt" "$wheel[test]" 2>&1 | grep -v "is ignored" >&2 || true
   rm -rf "$ROOTFS/opt/wheels" && mkdir -p "$ROOTFS/opt/wheels"
   cp "$ARM_ROOT"/wheels/*.whl "$OUT/constraints.txt" "$ROOTFS/opt/wheels/"
   cp "$wheel" "$ROOTFS/opt/wheels/"
   [ -x "$ROOTFS$VENV/bin/python" ] || in_arm python3 -m venv "$VENV"
   in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --find-links /opt/wheels \
-    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")" pytest jsonschema
+    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")[test]"
   in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --no-deps --force-reinstall \
     "/opt/wheels/$(basename "$wheel")"
   in_arm "$VENV/bin/python" -m pip list --format=freeze 2>/dev/null > "$OUT/arm-pip-freeze.txt"
@@ -106,14 +111,13 @@ if has encodings; then
   timed encode_x86 "$PY" scripts/arm/encodings_check.py encode --out "$OUT/enc-x86_64.npz" || true
   arm_runs=()
   for cpu in ${ARM_CPUS//,/ }; do
-    scripts/arm/rootfs.sh --cpu "$cpu" >/dev/null
+    cp "$OUT/enc-x86_64.npz" "$ROOTFS$SRC/build/"
     if QEMU_CPU=$cpu timed "encode_$cpu" in_arm python "$SRC/scripts/arm/encodings_check.py" encode \
-        --out "$SRC/build/enc-$cpu.npz"; then
+        --out "$SRC/build/enc-$cpu.npz" --crops "$SRC/build/enc-x86_64.npz"; then
       cp "$ROOTFS$SRC/build/enc-$cpu.npz" "$OUT/"
       arm_runs+=("$OUT/enc-$cpu.npz")
     fi
   done
-  scripts/arm/rootfs.sh --cpu "$ARM_CPU" >/dev/null
   [ ${#arm_runs[@]} -eq 0 ] || timed compare "$PY" scripts/arm/encodings_check.py compare "$OUT/enc-x86_64.npz" \
     "${arm_runs[@]}" --json "$RESULTS/arm-encodings.json" || true
 fi

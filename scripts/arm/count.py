@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared")).resolve()
-STAGES = ("detect", "align", "embed_int8", "embed_fp32")
+STAGES = ("detect", "detect_opencv", "align", "embed_int8", "embed_fp32")
 CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 # Single-core clock and the IPC assumed for this NEON-heavy inference code (low, central, high). Published
 # sustained IPC of the A72 on integer and SIMD loads is ~1-1.5 and of the A76 ~1.5-2.5; multiply-accumulate
@@ -51,8 +51,12 @@ def run_aarch64(cpu: str, rootfs: Path, venv: str, plugin: Path, fp32: Path, rep
     cmd = ["qemu-aarch64", "-cpu", cpu, "-L", str(rootfs), "-0", python, "-plugin", f"{plugin},out={out}",
            str(rootfs / "usr/bin/python3.11"), str(HERE / "stages.py"), "--fp32", str(fp32.resolve()),
            "--shared", str(SHARED), "--reps", str(reps), "--json", str(info)]
-    # an Arm /proc/cpuinfo for this CPU model (qemu 7.2 shows the host's; LiteRT >= 2.2 crashes on it)
-    subprocess.run([str(HERE / "rootfs.sh"), "--cpu", cpu], check=True, stdout=subprocess.DEVNULL)
+    # an Arm /proc/cpuinfo for this CPU model (qemu 7.2 shows the host's; LiteRT >= 2.2 crashes on it), bound
+    # over the rootfs's in a private mount namespace; qemu -L finds it there before the host's
+    info = subprocess.run([str(HERE / "rootfs.sh"), "--cpuinfo", cpu], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    cmd = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+           'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"', "sh", info, str(rootfs), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd="/", env=env)  # "/": no host package first

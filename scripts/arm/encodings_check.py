@@ -52,6 +52,7 @@ def pick(lfw: Path, n: int = N_FACES) -> tuple[list[str], list[tuple[str, str, b
 
 def encode(args: argparse.Namespace) -> int:
     from converter.faces import pick_subject
+    from edge_verify.align import align_face
     from edge_verify.imageio import read_image
     from edge_verify.pipeline import FaceVerifier
 
@@ -62,6 +63,7 @@ def encode(args: argparse.Namespace) -> int:
         enc = np.zeros((len(names), 128), np.float32)
         marks = np.zeros((len(names), 5, 2), np.float32)
         found = np.zeros(len(names), bool)
+        crops = np.zeros((len(names), 112, 112, 3), np.uint8)
         for i, name in enumerate(names):
             image = read_image(lfw / "images" / name)
             res = fv.process(image)
@@ -69,10 +71,15 @@ def encode(args: argparse.Namespace) -> int:
             sub = next((r for r in res.faces if r.face is face), None)
             if sub is not None and sub.embedding is not None:
                 enc[i], marks[i], found[i] = sub.embedding, sub.face.landmarks, True
+                crops[i] = align_face(image, sub.face.landmarks)
             if (i + 1) % 25 == 0:
                 print(f"  {i + 1}/{len(names)} faces", file=sys.stderr, flush=True)
+        extra = {"crops": crops}
+        if args.crops:  # the reference machine's own crops through this machine's encoder: the encoder alone
+            ref_crops = np.load(args.crops)["crops"]
+            extra = {"encoder_encodings": np.stack([fv.embedder.embed(c) for c in ref_crops])}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, names=np.array(names), encodings=enc, landmarks=marks, found=found,
+        np.savez(args.out, **extra, names=np.array(names), encodings=enc, landmarks=marks, found=found,
                  pairs=np.array([f"{a} {b} {int(s)}" for a, b, s in pairs]), tau=np.float64(fv.tau),
                  model_sha256=np.array(fv.model_sha256), machine=np.array(platform.machine()),
                  interpreter=np.array(fv.embedder.interpreter),
@@ -101,6 +108,12 @@ def compare_one(ref: np.lib.npyio.NpzFile, arm: np.lib.npyio.NpzFile) -> dict:
     la = np.array([((a[i] - a[j]) ** 2).sum() for i, j, _ in lfw_pairs])
     lb = np.array([((b[i] - b[j]) ** 2).sum() for i, j, _ in lfw_pairs])
     truth = np.array([s for _, _, s in lfw_pairs])
+    encoder_only = None
+    if "encoder_encodings" in arm.files:  # x86's crops through the aarch64 encoder
+        ec = (ref["encodings"][both] * arm["encoder_encodings"][both]).sum(1)
+        encoder_only = {"min": round(float(ec.min()), 6), "mean": round(float(ec.mean()), 6),
+                        "below_0_999": int((ec < 0.999).sum()),
+                        "bit_identical": int((ref["encodings"][both] == arm["encoder_encodings"][both]).all(1).sum())}
     r: dict[str, Any] = {
         "machine": str(arm["machine"]), "qemu_cpu": str(arm["qemu_cpu"]), "features": str(arm["features"]),
         "interpreter": str(arm["interpreter"]),
@@ -110,7 +123,8 @@ def compare_one(ref: np.lib.npyio.NpzFile, arm: np.lib.npyio.NpzFile) -> dict:
         "cosine": {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6),
                    "below_0_999": int((cos < 0.999).sum()), "bit_identical": int((a == b).all(1).sum()),
                    "worst_face": str(names[both][int(np.argmin(cos))])},
-        "landmark_shift_px": {"max": round(float(shift.max()), 4), "mean": round(float(shift.mean()), 4)},
+        "encoder_only_cosine": encoder_only,
+        "landmark_shift_px": {"max": float(f"{shift.max():.3g}"), "mean": float(f"{shift.mean():.3g}")},
         "tau": tau,
         "lfw_pairs": {"pairs": len(lfw_pairs), "same_person": int(truth.sum()),
                       "decisions_agree": int(((la < tau) == (lb < tau)).sum()),
@@ -150,7 +164,10 @@ def compare(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     for r in runs:
-        c, lp, al = r["cosine"], r["lfw_pairs"], r["all_pairs"]
+        c, lp, al, eo = r["cosine"], r["lfw_pairs"], r["all_pairs"], r["encoder_only_cosine"]
+        if eo:
+            print(f"aarch64 {r['qemu_cpu']}, the encoder alone on x86's crops: cosine min {eo['min']:.6f} "
+                  f"mean {eo['mean']:.6f} ({eo['bit_identical']} bit-identical)")
         print(f"aarch64 {r['qemu_cpu']} vs x86_64, {r['faces_found_both']} LFW faces: cosine min {c['min']:.6f} "
               f"mean {c['mean']:.6f} ({c['bit_identical']} bit-identical); decisions at tau {r['tau']:.4f} agree "
               f"on {lp['decisions_agree']}/{lp['pairs']} LFW pairs and {al['decisions_agree']}/{al['pairs']} "
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("encode", help="encode the faces on this machine")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--faces", type=int, default=N_FACES)
+    e.add_argument("--crops", type=Path, help="also encode the aligned crops of this reference run")
     e.add_argument("--shared", type=Path, default=Path(os.environ.get("EDGE_VERIFY_SHARED", "../shared")))
     c = sub.add_parser("compare", help="compare two runs, write the JSON report")
     c.add_argument("reference", type=Path)

@@ -6,6 +6,8 @@
 #   scripts/arm/rootfs.sh --mount    also bind-mount /proc, /dev, /sys, /tmp and the shared data into it
 #   scripts/arm/rootfs.sh --cpu CPU  show the emulated programs an Arm /proc/cpuinfo for CPU (cortex-a72: Pi 4,
 #                                    cortex-a76: Pi 5), after --mount
+#   scripts/arm/rootfs.sh --cpuinfo CPU  write that /proc/cpuinfo into $EDGE_VERIFY_ARM_ROOT, print its path
+#                                    (check.sh binds it in a private mount namespace per emulated process)
 #   scripts/arm/rootfs.sh --umount   undo --mount
 #
 # Needs root. The rootfs lives outside the repository: $EDGE_VERIFY_ARM_ROOT, default /var/tmp/edge-verify-arm.
@@ -86,9 +88,16 @@ cpuinfo() {
   printf 'Model\t\t: %s\n' "$model"
 }
 
-bind_cpuinfo() {
+cpuinfo_file() {
   local file="$ARM_ROOT/cpuinfo-$1"
-  cpuinfo "$1" > "$file"
+  mkdir -p "$ARM_ROOT"
+  cpuinfo "$1" > "$file.tmp" && mv "$file.tmp" "$file"
+  echo "$file"
+}
+
+bind_cpuinfo() {
+  local file
+  file=$(cpuinfo_file "$1")
   while is_mounted "$ROOTFS/proc/cpuinfo"; do umount "$ROOTFS/proc/cpuinfo"; done
   mount --bind "$file" "$ROOTFS/proc/cpuinfo"
 }
@@ -120,9 +129,10 @@ umount_all() {
 
 case "${1:-}" in
   --umount) umount_all; exit 0 ;;
+  --cpuinfo) cpuinfo_file "${2:?--cpuinfo CPU}"; exit 0 ;;
   --mount) ensure_tools; ensure_binfmt; build; mount_all; bind_cpuinfo "${2:-cortex-a72}" ;;
   --cpu) is_mounted "$ROOTFS/proc" || { log "mount first (--mount)"; exit 1; }; bind_cpuinfo "${2:?--cpu CPU}" ;;
   "") ensure_tools; ensure_binfmt; build ;;
-  *) echo "usage: $0 [--mount [CPU]|--cpu CPU|--umount]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--mount [CPU]|--cpu CPU|--cpuinfo CPU|--umount]" >&2; exit 2 ;;
 esac
 echo "$ROOTFS"

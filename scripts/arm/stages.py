@@ -30,7 +30,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 MARKER_BASE = 0x7E570000
-STAGES = ("detect", "align", "embed_int8", "embed_fp32")
+STAGES = ("detect", "detect_opencv", "align", "embed_int8", "embed_fp32")
 FRAME_W, FRAME_H = 640, 480
 DETECT_MAX_SIDE = 320  # the daemon's default quality.detect_max_side
 PHOTO = "Tony_Blair_0018.jpg"
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cv2.setNumThreads(1)
     frame = door_frame(read_image(args.shared / "data" / "lfw" / "images" / PHOTO))
-    detector = FaceDetector(max_side=DETECT_MAX_SIDE, pad_retry=False)
+    detector = FaceDetector(max_side=DETECT_MAX_SIDE, pad_retry=False, num_threads=1)  # the default: LiteRT
+    opencv = FaceDetector(max_side=DETECT_MAX_SIDE, pad_retry=False, backend="opencv")
     int8 = Embedder(resolve_encoder().model_path, num_threads=1)
     fp32 = Embedder(args.fp32, num_threads=1)
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     crop = align_face(frame, faces[0].landmarks)
     work: dict[str, Callable[[], object]] = {
         "detect": lambda: detector.detect(frame),
+        "detect_opencv": lambda: opencv.detect(frame),
         "align": lambda: align_face(frame, faces[0].landmarks),
         "embed_int8": lambda: int8.embed(crop),
         "embed_fp32": lambda: fp32.embed(crop),
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             work[name]()
         mark(k)
     info = {"stages": list(STAGES), "reps": args.reps, "machine": platform.machine(), "features": cpu_features(),
-            "python": platform.python_version(), "interpreter": int8.interpreter, "photo": PHOTO,
+            "python": platform.python_version(), "interpreter": int8.interpreter, "detector": detector.runner,
+            "photo": PHOTO,
             "frame": [FRAME_W, FRAME_H], "detect_max_side": DETECT_MAX_SIDE, "faces": len(faces),
             "int8_fp32_cosine": round(cos, 5), "numpy": np.__version__, "opencv": cv2.__version__}
     text = json.dumps(info)
