@@ -55,7 +55,7 @@ in_arm() {  # run a command inside the emulated Debian arm64 as CPU $QEMU_CPU, s
 }
 
 T0=$(date +%s)
-ROOTFS=$(timed rootfs scripts/arm/rootfs.sh --mount "$ARM_CPU")
+ROOTFS=$(timed rootfs scripts/arm/rootfs.sh --mount)
 [ -n "${ARM_KEEP_MOUNTS:-}" ] || trap 'scripts/arm/rootfs.sh --umount' EXIT
 log "rootfs $ROOTFS ($(in_arm uname -m), python $(in_arm python3 -c 'import platform; print(platform.python_version())'))"
 
@@ -70,21 +70,24 @@ install() {
   for v in 2_36 2_35 2_34 2_31 2_28 2_27 2_24 2_17; do platforms+=(--platform "manylinux_${v}_aarch64"); done
   platforms+=(--platform manylinux2014_aarch64)
   mkdir -p "$ARM_ROOT/wheels"
+  rm -f "$ARM_ROOT"/wheels/edge_verify-*.whl  # pip download copies the product in: never resolve an old one
   "$PY" -m pip download -q --dest "$ARM_ROOT/wheels" --only-binary=:all: "${platforms[@]}" --python-version 3.11 \
     --implementation cp --abi cp311 -c "$OUT/constraints.txt" "$wheel[test]" 2>&1 | grep -v "is ignored" >&2 || true
   rm -rf "$ROOTFS/opt/wheels" && mkdir -p "$ROOTFS/opt/wheels"
+  rm -f "$ARM_ROOT"/wheels/edge_verify-*.whl
   cp "$ARM_ROOT"/wheels/*.whl "$OUT/constraints.txt" "$ROOTFS/opt/wheels/"
   cp "$wheel" "$ROOTFS/opt/wheels/"
   [ -x "$ROOTFS$VENV/bin/python" ] || in_arm python3 -m venv "$VENV"
-  in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --find-links /opt/wheels \
-    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")[test]"
+  # the product first (its version does not change between builds), then what its metadata asks for
   in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --no-deps --force-reinstall \
     "/opt/wheels/$(basename "$wheel")"
+  in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --find-links /opt/wheels \
+    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")[test]"
   in_arm "$VENV/bin/python" -m pip list --format=freeze 2>/dev/null > "$OUT/arm-pip-freeze.txt"
 }
 
 sync_src() {  # the tests and scripts beside a checkout-shaped tree whose packages are the installed wheel's
-  rm -rf "$ROOTFS$SRC" && mkdir -p "$ROOTFS$SRC/build"
+  mkdir -p "$ROOTFS$SRC/build" && find "$ROOTFS$SRC" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
   git ls-files -co --exclude-standard | grep -v -e '^edge_verify/' -e '^converter/' | tar -cf - -T - | tar -xf - -C "$ROOTFS$SRC"
   local site; site=$(in_arm "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   ln -s "$site/edge_verify" "$ROOTFS$SRC/edge_verify"

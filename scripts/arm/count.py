@@ -53,10 +53,10 @@ def run_aarch64(cpu: str, rootfs: Path, venv: str, plugin: Path, fp32: Path, rep
            "--shared", str(SHARED), "--reps", str(reps), "--json", str(info)]
     # an Arm /proc/cpuinfo for this CPU model (qemu 7.2 shows the host's; LiteRT >= 2.2 crashes on it), bound
     # over the rootfs's in a private mount namespace; qemu -L finds it there before the host's
-    info = subprocess.run([str(HERE / "rootfs.sh"), "--cpuinfo", cpu], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    cpuinfo = subprocess.run([str(HERE / "rootfs.sh"), "--cpuinfo", cpu], check=True, capture_output=True,
+                             text=True).stdout.strip()
     cmd = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-           'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"', "sh", info, str(rootfs), *cmd]
+           'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"', "sh", cpuinfo, str(rootfs), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
     t0 = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd="/", env=env)  # "/": no host package first
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--cpus", default=",".join(CPUS))
     ap.add_argument("--no-x86", action="store_true", help="skip the callgrind run")
+    ap.add_argument("--x86-from", type=Path, help="take the x86 run from this earlier report instead of callgrind")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         for cpu in [c for c in args.cpus.split(",") if c]:
             print(f"counting on aarch64 {cpu} (qemu TCG plugin)...", file=sys.stderr, flush=True)
             runs.append(run_aarch64(cpu, args.rootfs, args.venv, args.plugin, args.fp32, args.reps, work))
-        if not args.no_x86:
+        if args.x86_from:
+            runs += [r for r in json.loads(args.x86_from.read_text())["runs"] if r["cpu"].startswith("x86")]
+        elif not args.no_x86:
             print("counting on x86_64 (callgrind)...", file=sys.stderr, flush=True)
             runs.append(run_x86(args.fp32, args.reps, work))
     for r in runs:

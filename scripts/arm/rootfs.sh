@@ -4,6 +4,7 @@
 #
 #   scripts/arm/rootfs.sh            build (or reuse) the rootfs, print its path
 #   scripts/arm/rootfs.sh --mount    also bind-mount /proc, /dev, /sys, /tmp and the shared data into it
+#                                    (and nothing over /proc/cpuinfo: see --cpu and --cpuinfo)
 #   scripts/arm/rootfs.sh --cpu CPU  show the emulated programs an Arm /proc/cpuinfo for CPU (cortex-a72: Pi 4,
 #                                    cortex-a76: Pi 5), after --mount
 #   scripts/arm/rootfs.sh --cpuinfo CPU  write that /proc/cpuinfo into $EDGE_VERIFY_ARM_ROOT, print its path
@@ -22,6 +23,9 @@ SUITE=bookworm
 MIRROR="${EDGE_VERIFY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # python3 3.11 as on Raspberry Pi OS bookworm; mosquitto, openssl and systemd for the MQTT, TLS and unit tests
 PACKAGES="python3,python3-venv,ca-certificates,mosquitto,openssl,systemd"
+# added later: installed with apt inside the rootfs when missing, without rebuilding it (procps: /bin/kill,
+# which the unit's ExecReload names and systemd-analyze verify checks)
+EXTRA_PACKAGES="procps"
 STAMP="$ROOTFS/.edge-verify-rootfs"
 STAMP_TEXT="$SUITE arm64 $PACKAGES"
 
@@ -91,7 +95,9 @@ cpuinfo() {
 cpuinfo_file() {
   local file="$ARM_ROOT/cpuinfo-$1"
   mkdir -p "$ARM_ROOT"
-  cpuinfo "$1" > "$file.tmp" && mv "$file.tmp" "$file"
+  cpuinfo "$1" > "$file.$$"
+  # replace only a changed file: a bind mount of a replaced (unlinked) file cannot be mounted over
+  if cmp -s "$file.$$" "$file"; then rm -f "$file.$$"; else mv "$file.$$" "$file"; fi
   echo "$file"
 }
 
@@ -100,6 +106,21 @@ bind_cpuinfo() {
   file=$(cpuinfo_file "$1")
   while is_mounted "$ROOTFS/proc/cpuinfo"; do umount "$ROOTFS/proc/cpuinfo"; done
   mount --bind "$file" "$ROOTFS/proc/cpuinfo"
+}
+
+ensure_extras() {
+  local missing=() p
+  for p in $EXTRA_PACKAGES; do
+    chroot "$ROOTFS" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]} inside the rootfs"
+    chroot "$ROOTFS" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
+      "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${missing[*]}" >/dev/null
+  fi
+  # debootstrap writes no /etc/hosts: without it "localhost" does not resolve (the TLS tests use it)
+  [ -s "$ROOTFS/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+    > "$ROOTFS/etc/hosts"
 }
 
 is_mounted() { mountpoint -q "$1" 2>/dev/null; }
@@ -130,9 +151,9 @@ umount_all() {
 case "${1:-}" in
   --umount) umount_all; exit 0 ;;
   --cpuinfo) cpuinfo_file "${2:?--cpuinfo CPU}"; exit 0 ;;
-  --mount) ensure_tools; ensure_binfmt; build; mount_all; bind_cpuinfo "${2:-cortex-a72}" ;;
+  --mount) ensure_tools; ensure_binfmt; build; ensure_extras; mount_all ;;
   --cpu) is_mounted "$ROOTFS/proc" || { log "mount first (--mount)"; exit 1; }; bind_cpuinfo "${2:?--cpu CPU}" ;;
-  "") ensure_tools; ensure_binfmt; build ;;
+  "") ensure_tools; ensure_binfmt; build; ensure_extras ;;
   *) echo "usage: $0 [--mount [CPU]|--cpu CPU|--cpuinfo CPU|--umount]" >&2; exit 2 ;;
 esac
 echo "$ROOTFS"
