@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall", type=float, required=True)
     ap.add_argument("--cpu", required=True)
     ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--note", default="", help="added to the report's note")
     args = ap.parse_args(argv)
 
     steps = []
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                       "(qemu-user), as on Raspberry Pi OS 64-bit",
               "qemu_cpu": args.cpu, "wall_s": args.wall, "steps": steps, "tests": tests, "doctor": doctor,
               "aarch64_packages": freeze,
-              "note": "wall times on a shared 2-core x86 machine under emulation; not speed figures"}
+              "note": "wall times on a shared 2-core x86 machine under emulation; not speed figures"
+                      + (f"; {args.note}" if args.note else "")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"arm-check: {args.wall:.0f} s in all; " + ", ".join(
