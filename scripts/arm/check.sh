@@ -132,6 +132,7 @@ if has count; then
   log "count: instructions per stage (qemu TCG plugin on aarch64, callgrind on x86_64)"
   ensure_apt qemu-aarch64 qemu-user
   ensure_apt valgrind valgrind
+  ensure_apt gcc gcc
   [ -f build/sface_fp32.tflite ] || make build/sface_fp32.tflite
   gcc -shared -fPIC -O2 -fvisibility=hidden -o "$OUT/libinsn_count.so" scripts/arm/insn_count.c
   timed count "$PY" scripts/arm/count.py --rootfs "$ROOTFS" --venv "$VENV" --plugin "$OUT/libinsn_count.so" \
