@@ -40,7 +40,13 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """Warp a face to the ``size`` x ``size`` template; returns a BGR uint8 crop."""
+    """Warp a face to the ``size`` x ``size`` template; returns a BGR uint8 crop.
+
+    The landmarks are rounded to 1/1000 px first: the detector's float arithmetic differs between CPUs
+    in the fifth decimal (x86 AVX2 and Arm NEON sum in different orders), which moved a few crop pixels
+    by one grey level and the int8 encoder's output with them (cosine 0.997 between x86 and aarch64);
+    rounded, the crops are the same on both (measured in docs/ARM.md)."""
     template = TEMPLATE_112 * (size / CROP_SIZE)
-    m = similarity_transform(np.asarray(landmarks, np.float32).reshape(5, 2), template)
+    points = np.round(np.asarray(landmarks, np.float64).reshape(5, 2), 3).astype(np.float32)
+    m = similarity_transform(points, template)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
