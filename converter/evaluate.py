@@ -3,6 +3,13 @@
     python -m converter.evaluate MODEL [--data DIR] [--folds 6-10] [--people-dir DIR] [--far 1e-3]
                                  [--plot OUT.png] [--json OUT.json] [--update-manifest] [--flip]
     python -m converter.evaluate --pad DIR ...   liveness: APCER / BPCER over live/ and attack/ (converter.pad)
+    python -m converter.evaluate MODEL.tflite --all-pairs [--people-dir DIR] [--cache F.npz] [--bootstrap 1000]
+    python -m converter.evaluate MODEL.tflite --open-set [--people-dir DIR] [--cache F.npz]
+
+``--all-pairs`` compares every pair of images (LFW: 29.6 M impostor pairs) for FNMR at FMR 1e-3 ... 1e-6
+(``converter.allpairs``); ``--open-set`` measures 1:N identification, FNIR at FPIR, per frame and per
+visit (``converter.openset``). Both encode through the product's ``FaceVerifier`` and cache the
+encodings outside the repository (``converter.encodings``).
 
 MODEL is a ``.tflite`` (run by ``edge_verify.embed.Embedder``, no TensorFlow needed) or a ``.keras``
 (run by Keras, with ``converter.layers`` registered). Faces go through the product's own detection
@@ -427,8 +434,9 @@ def _ranges(ids: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def update_manifest(model: Path, tau: float, far: float, source: str) -> Path:
-    """Write tau / tau_far / tau_source into the model's manifest (same stem, .json), atomically."""
+def update_manifest(model: Path, tau: float, far: float, source: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write tau / tau_far / tau_source (and ``extra`` keys) into the model's manifest (same stem, .json),
+    atomically."""
     from edge_verify.errors import ModelError
     from edge_verify.models import load_manifest
 
@@ -439,7 +447,7 @@ def update_manifest(model: Path, tau: float, far: float, source: str) -> Path:
         raise EvaluateError(str(exc)) from None
     if not math.isfinite(tau):
         raise EvaluateError(f"tau at FAR {far:g} is unbounded: too few impostor pairs")
-    data.update({"tau": round(tau, 6), "tau_far": far, "tau_source": source})
+    data.update({"tau": round(tau, 6), "tau_far": far, "tau_source": source, **(extra or {})})
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(manifest)
@@ -504,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=BACKENDS, default="auto",
                    help="face detector backend (default auto: LiteRT, else OpenCV)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    g = p.add_argument_group("door-grade error rates (product pipeline, .tflite only)")
+    g.add_argument("--all-pairs", action="store_true",
+                   help="every pair of --people-dir (default: all LFW images): FNMR at FMR 1e-3..1e-6, DET")
+    g.add_argument("--open-set", action="store_true",
+                   help="1:N identification: FNIR at FPIR for galleries of 10, 100, 1000 people")
+    g.add_argument("--cache", type=Path, help="encodings cache (.npz; default: ~/.cache/edge-verify/encodings)")
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over people (default 1000)")
     return p
 
 
@@ -537,6 +552,16 @@ def run(args: argparse.Namespace) -> int:
         raise EvaluateError("--update-manifest with --flip would give a tau the runtime (no flip) cannot use")
     if args.people_dir and (args.data or args.folds):
         raise EvaluateError("--people-dir cannot be combined with --data or --folds")
+    if args.all_pairs or args.open_set:
+        if args.model.suffix != ".tflite" or args.flip or args.folds:
+            raise EvaluateError("--all-pairs and --open-set run the product itself: a .tflite, no --flip or --folds")
+        if args.all_pairs and args.open_set:
+            raise EvaluateError("--all-pairs and --open-set: one at a time (each writes its own --json)")
+        if args.open_set and args.update_manifest:
+            raise EvaluateError("--update-manifest goes with --all-pairs (the manifest's points are pair FMRs)")
+        from . import allpairs, openset
+
+        return allpairs.run(args) if args.all_pairs else openset.run(args)
     cv2.setNumThreads(args.threads)
     if args.people_dir:
         paths, persons = people_images(args.people_dir)

@@ -329,6 +329,8 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
         name=name, out=out, content=content, dtype="int8" if int8 else "float32", report=rep, tau=tau,
         tau_far=tau_far, tau_source=tau_source, validation=validation, calibration=calibration,
         provenance=provenance, training=training, normalization=describe_normalization(model))
+    if old.get("sha256") == manifest["sha256"]:  # the same model again: its calibrated points still hold
+        manifest.update({k: old[k] for k in ("operating_points", "operating_points_source") if k in old})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(content)
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
