@@ -1,8 +1,13 @@
-"""Pure distance maths and decisions: squared L2 between normalised encodings (= 2 - 2 cos)."""
+"""Pure distance maths and decisions: squared L2 between normalised encodings (= 2 - 2 cos), and the
+operating point (tau) a door derives from a false-accept target per visit."""
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,3 +92,188 @@ def decide_verify(distances: np.ndarray, claim: str, tau: float) -> Decision:
     """1:1: accept when the claimed person's best template is nearer than tau."""
     d = float(distances.min()) if distances.size else float("inf")
     return Decision(d < tau, claim, d, tau, [(claim, d)])
+
+
+# ---------------------------------------------------------------- operating points chosen by risk
+
+SecurityLevel = Literal["convenient", "balanced", "secure", "strict"]
+# The false-accept target of each level: the chance that one visit of a stranger ends in ``granted``.
+SECURITY_LEVELS: dict[str, float] = {"convenient": 1e-2, "balanced": 1e-3, "secure": 1e-4, "strict": 1e-5}
+DEFAULT_SECURITY: SecurityLevel = "balanced"
+# How alike the frames of one visit are, for the derivation below: 1.0 = a stranger's frames are copies
+# of one another (a lookalike stays a lookalike in every frame), so k of n buys nothing against false
+# accepts. That is the door-grade assumption; docs/EVALUATION.md gives what the simulation measured.
+DEFAULT_FRAME_CORRELATION = 1.0
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """Calibrated (per-comparison FMR, tau) points of an encoder, from its manifest.
+
+    ``fmr`` descending (1e-2, 1e-3, ...), ``tau`` descending with it: a stricter FMR is a smaller tau.
+    Between points, tau is interpolated linearly in log10(FMR); below the strictest point it is
+    extrapolated along the last segment, which for a tail that thins faster than exponentially (as
+    impostor distances do) gives a tau smaller than needed: the error is on the safe side, and it is
+    flagged. Above the loosest point the loosest tau is used (again stricter than asked).
+    """
+
+    fmr: tuple[float, ...]
+    tau: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.fmr) != len(self.tau) or not self.fmr:
+            raise ValueError("operating points need as many taus as FMRs, at least one")
+        if any(not 0 < f < 1 for f in self.fmr) or any(not 0 < t < 4 for t in self.tau):
+            raise ValueError("operating points need 0 < FMR < 1 and 0 < tau < 4")
+        if any(a <= b for a, b in itertools.pairwise(self.fmr)) or any(a < b for a, b in itertools.pairwise(self.tau)):
+            raise ValueError("operating points must be ordered: FMR strictly descending, tau descending")
+
+    @classmethod
+    def from_manifest(cls, data: Mapping[str, Any]) -> OperatingPoints:
+        """From a manifest's ``operating_points`` list ({"fmr", "tau"} each); an older manifest with only
+        ``tau``/``tau_far`` gives a single point."""
+        rows = data.get("operating_points")
+        if rows:
+            pairs = sorted(((float(r["fmr"]), float(r["tau"])) for r in rows), reverse=True)
+        elif data.get("tau_far") is not None:
+            pairs = [(float(data["tau_far"]), float(data["tau"]))]
+        else:
+            raise ValueError("the manifest has neither operating_points nor tau_far")
+        return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+    def tau_at(self, fmr: float) -> tuple[float, bool]:
+        """(tau for a per-comparison FMR, whether it lies beyond the strictest calibrated point)."""
+        if not 0 < fmr < 1:
+            raise ValueError(f"FMR must be in (0, 1), got {fmr}")
+        x = [math.log10(f) for f in self.fmr]
+        lx = math.log10(fmr)
+        if lx >= x[0]:
+            return self.tau[0], False
+        if lx >= x[-1]:
+            i = next(j for j in range(1, len(x)) if lx >= x[j])
+            t = (lx - x[i]) / (x[i - 1] - x[i])
+            return self.tau[i] + t * (self.tau[i - 1] - self.tau[i]), False
+        if len(x) < 2:
+            raise ValueError(f"FMR {fmr:g} is stricter than the only calibrated point ({self.fmr[0]:g}): "
+                             "re-run converter.evaluate --all-pairs --update-manifest")
+        slope = (self.tau[-2] - self.tau[-1]) / (x[-2] - x[-1])
+        return max(1e-6, self.tau[-1] + slope * (lx - x[-1])), True
+
+    def fmr_at(self, tau: float) -> float:
+        """The per-comparison FMR of a tau (interpolated the same way; clamped to the calibrated range)."""
+        if tau >= self.tau[0]:
+            return self.fmr[0]
+        if tau <= self.tau[-1]:
+            return self.fmr[-1]
+        i = next(j for j in range(1, len(self.tau)) if tau >= self.tau[j])
+        span = self.tau[i - 1] - self.tau[i]
+        t = (tau - self.tau[i]) / span if span else 0.0
+        x = math.log10(self.fmr[i]) + t * (math.log10(self.fmr[i - 1]) - math.log10(self.fmr[i]))
+        return float(10.0**x)
+
+
+def _binomial_tail(p: float, k: int, n: int) -> float:
+    """P(at least k successes in n independent trials of probability p)."""
+    return sum(math.comb(n, i) * p**i * (1.0 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def _any_of(p: float, times: int) -> float:
+    """1 - (1 - p)^times, exact for tiny p."""
+    return -math.expm1(times * math.log1p(-min(p, 1.0 - 1e-16)))
+
+
+def visit_false_accept(fmr: float, gallery_size: int, k: int = 1, n: int = 1,
+                       correlation: float = DEFAULT_FRAME_CORRELATION) -> float:
+    """The chance that a stranger's visit is granted, given the per-comparison FMR.
+
+    A stranger's frame is compared with ``gallery_size`` templates (count every comparison: people,
+    times their templates, plus their mean template where the decision uses it). Each comparison
+    falls under tau with probability ``fmr``, so one frame names *someone* with probability
+    ``1 - (1 - fmr)^N`` (about ``N * fmr``): the per-frame FPIR.
+
+    A visit is granted when k of its n frames agree on the *same* person. Two limits:
+
+    - frames that are copies of one another (``correlation = 1``): the visit is granted exactly when
+      its frames are, ``P = 1 - (1 - fmr)^N``; k of n buys nothing, which is what a lookalike does
+      (the same face under tau in every frame);
+    - independent frames (``correlation = 0``): for one person, ``B = P(at least k of n frames under
+      tau) = sum_{i>=k} C(n, i) fmr^i (1 - fmr)^(n-i)`` (about ``C(n, k) fmr^k``), and over the gallery
+      ``P = 1 - (1 - B)^N``.
+
+    Real frames lie between; ``correlation`` mixes the two (a visit is a copy-visit with that
+    probability). The door default, 1.0, is the safe end.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if gallery_size < 1:
+        raise ValueError(f"gallery_size must be at least 1, got {gallery_size}")
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must be in [0, 1], got {correlation}")
+    copies = _any_of(fmr, gallery_size)
+    independent = _any_of(_binomial_tail(fmr, k, n), gallery_size)
+    return correlation * copies + (1.0 - correlation) * independent
+
+
+def per_comparison_fmr(target: float, gallery_size: int, k: int = 1, n: int = 1,
+                       correlation: float = DEFAULT_FRAME_CORRELATION) -> float:
+    """The per-comparison FMR whose :func:`visit_false_accept` is ``target`` (bisection in log10 FMR;
+    the function rises with FMR)."""
+    if not 0 < target < 1:
+        raise ValueError(f"the per-visit target must be in (0, 1), got {target}")
+    lo, hi = -16.0, math.log10(0.5)
+    if visit_false_accept(10.0**hi, gallery_size, k, n, correlation) <= target:
+        return 10.0**hi
+    for _ in range(80):
+        mid = (lo + hi) / 2.0
+        if visit_false_accept(10.0**mid, gallery_size, k, n, correlation) > target:
+            hi = mid
+        else:
+            lo = mid
+    return float(10.0**lo)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Which tau a door uses, and why: the per-visit target, the gallery and the k-of-n rule behind it."""
+
+    level: str | None
+    target: float  # per-visit false-accept target
+    gallery_size: int  # comparisons per frame (1 for a claim)
+    k: int
+    n: int
+    fmr: float  # the per-comparison FMR that meets the target
+    tau: float
+    extrapolated: bool  # fmr is stricter than the strictest calibrated point
+
+    def to_dict(self) -> dict[str, object]:
+        return {"level": self.level, "target": self.target, "gallery_size": self.gallery_size, "k": self.k,
+                "n": self.n, "fmr": float(f"{self.fmr:.3g}"), "tau": round(self.tau, 4),
+                "extrapolated": self.extrapolated}
+
+
+def level_target(level: str) -> float:
+    """The per-visit false-accept target of a security level."""
+    try:
+        return SECURITY_LEVELS[level]
+    except KeyError:
+        raise ValueError(f"unknown security level {level!r} (known: {', '.join(SECURITY_LEVELS)})") from None
+
+
+def operating_point(points: OperatingPoints, target: float, gallery_size: int, k: int = 1, n: int = 1,
+                    correlation: float = DEFAULT_FRAME_CORRELATION, level: str | None = None) -> OperatingPoint:
+    """tau for a per-visit false-accept target, a gallery of ``gallery_size`` comparisons and k of n."""
+    fmr = per_comparison_fmr(target, gallery_size, k, n, correlation)
+    tau, extrapolated = points.tau_at(fmr)
+    return OperatingPoint(level, target, gallery_size, k, n, fmr, tau, extrapolated)
+
+
+def identify_point(points: OperatingPoints, level: str, gallery_size: int, k: int = 1, n: int = 1,
+                   correlation: float = DEFAULT_FRAME_CORRELATION) -> OperatingPoint:
+    """Identify mode (1:N): a stranger meets every template of the gallery in every frame."""
+    return operating_point(points, level_target(level), max(1, gallery_size), k, n, correlation, level)
+
+
+def claim_point(points: OperatingPoints, level: str, k: int = 1, n: int = 1,
+                correlation: float = DEFAULT_FRAME_CORRELATION) -> OperatingPoint:
+    """Claim mode (1:1): a stranger claiming someone meets that one person only."""
+    return operating_point(points, level_target(level), 1, k, n, correlation, level)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..match import OperatingPoints
 
 MODEL_DIR = Path(__file__).resolve().parent
 DEFAULT_ENCODER = "sface-int8"
@@ -92,6 +93,14 @@ class Manifest:
             return (f"tau {tau:.4f} is looser than the model's loosest calibrated point ({self.loosest_tau:.4f}): "
                     "strangers will be accepted more often than any measured false-match rate")
         return None
+
+    @property
+    def operating_points(self) -> OperatingPoints:
+        """The calibrated (FMR, tau) points (``converter.evaluate --all-pairs --update-manifest``)."""
+        try:
+            return OperatingPoints.from_manifest(self.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{self.path}: unusable operating points: {exc}") from None
 
     @property
     def embedding_size(self) -> int:
