@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from . import __version__
 from .cli_daemon import tau_value
@@ -29,6 +29,7 @@ from .errors import (
     PresentationAttackError,
     QualityError,
 )
+from .match import DEFAULT_SECURITY, SecurityLevel
 
 log = logging.getLogger("edge_verify")
 
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q = psub.add_parser("forget", help="remove a person and their templates")
     q.add_argument("name")
+    _common(q)
+    q = psub.add_parser("check", help="pairs of enrolled people closer than the level's tau "
+                        "(lookalikes, twins, one person enrolled twice); exit 1 if any")
+    q.add_argument("--level", choices=get_args(SecurityLevel), default=DEFAULT_SECURITY,
+                   help=f"security level whose identify tau is used (default {DEFAULT_SECURITY}); --tau overrides")
+    q.add_argument("--json", action="store_true")
     _common(q)
 
     q = psub.add_parser("schedule", help="show, set or clear when a person may be granted (docs/DOOR.md)")
@@ -251,7 +258,10 @@ def cmd_people(args: argparse.Namespace) -> int:
     from .gallery import Gallery, default_state_dir
     from .models import resolve_encoder
 
-    gallery = Gallery(args.state_dir or default_state_dir(), resolve_encoder(args.model).sha256, create=False)
+    manifest = resolve_encoder(args.model)
+    gallery = Gallery(args.state_dir or default_state_dir(), manifest.sha256, create=False)
+    if args.action == "check":
+        return _people_check(args, gallery, manifest)
     if args.action == "schedule":
         return _schedule(gallery, args)
     if args.action == "forget":
@@ -271,6 +281,36 @@ def cmd_people(args: argparse.Namespace) -> int:
         for p in people:
             print(f"{p.name}\t{p.templates} template{'s' * (p.templates != 1)}\tsince {p.created}")
     return EXIT_OK
+
+
+def lookalike_tau(manifest: Any, matrix: Any, level: str, tau: float | None = None) -> float:
+    """The tau people are checked against: ``tau`` when given, else the level's identify tau for this
+    gallery (``match.identify_point``)."""
+    from .fusion import Templates
+    from .match import identify_point
+
+    if tau is not None:
+        return tau
+    return identify_point(manifest.operating_points, level, Templates.build(matrix).comparisons).tau
+
+
+def _people_check(args: argparse.Namespace, gallery: Any, manifest: Any) -> int:
+    from .fusion import close_pairs
+
+    matrix = gallery.matrix()
+    tau = lookalike_tau(manifest, matrix, args.level, args.tau)
+    pairs = close_pairs(matrix, tau)
+    if args.json:
+        print(json.dumps({"tau": round(tau, 4), "level": None if args.tau else args.level,
+                          "pairs": [{"a": a, "b": b, "distance": round(d, 4)} for a, b, d in pairs]}))
+    elif not pairs:
+        print(f"no two of the {len(matrix.names)} enrolled people are closer than tau {tau:.3f}")
+    else:
+        for a, b, d in pairs:
+            print(f"{a}\t{b}\tdistance {d:.3f} < tau {tau:.3f}")
+        print(f"{len(pairs)} pair{'s' * (len(pairs) != 1)} closer than tau: lookalikes, twins or one person "
+              "enrolled twice; a visit of one may be taken for the other", file=sys.stderr)
+    return EXIT_NO if pairs else EXIT_OK
 
 
 def _schedule(gallery: Any, args: argparse.Namespace) -> int:

@@ -172,3 +172,19 @@ def test_decoder_noise_never_reaches_stderr(tmp_path: Path) -> None:
                       + struct.pack(">I", zlib.crc32(bad_iccp) & 0xFFFFFFFF) + png[33:])
     p = ev("enroll", "tony", noisy, state=tmp_path / "state")
     assert p.returncode == 0 and p.stderr == ""
+
+
+def test_people_check_and_enrol_warn_about_one_person_under_two_names(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert ev("enroll", "tony", lfw_photo("Tony_Blair", 18), state=state).returncode == 0
+    p = ev("enroll", "hans", lfw_photo("Hans_Blix", 7), state=state)
+    assert p.returncode == 0 and "close" not in p.stderr, p.stderr
+    p = ev("people", "check", "--json", state=state)
+    assert p.returncode == 0 and json.loads(p.stdout)["pairs"] == [], p.stdout + p.stderr
+    assert json.loads(p.stdout)["level"] == "balanced" and json.loads(p.stdout)["tau"] < 1.35
+    p = ev("enroll", "blair", lfw_photo("Tony_Blair", 32), state=state)  # the same man again
+    assert p.returncode == 0 and "looks like 'tony', already enrolled" in p.stderr, p.stderr
+    p = ev("people", "check", state=state)
+    assert p.returncode == 1 and p.stdout.startswith("blair\ttony\tdistance"), p.stdout
+    assert "1 pair closer than tau" in p.stderr
+    assert ev("people", "check", "--tau", "0.01", state=state).returncode == 0
