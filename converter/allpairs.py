@@ -270,27 +270,31 @@ def run(args: Any) -> int:
     manifest = resolve_encoder(args.model)
     cache = args.cache or default_cache(root, f"{args.model.stem}-images")
     enc = encode_dataset(data, cache, model=args.model, threads=args.threads, progress=not args.quiet)
-    person, people = data.person_index()
-    pd = all_pairs(enc.vectors, person, people)
     fmrs = sorted({*REPORT_FMRS, args.far}, reverse=True)
-    r = report(pd, fmrs, reps=args.bootstrap, seed=args.seed, check_taus=[manifest.tau])
-    gated_vectors = np.where((enc.ok & enc.found)[:, None], enc.vectors, np.nan)
-    pd_gated = all_pairs(gated_vectors, person, people)
-    r_gated = report(pd_gated, fmrs, reps=args.bootstrap, seed=args.seed, check_taus=[manifest.tau])
-    protocol = (f"{root.name}: all pairs of {r['images']} images of {r['people']} people through FaceVerifier.process "
-                "(subject: converter.faces.pick_subject), squared L2, accept d < tau")
+    gated = np.where((enc.ok & enc.found)[:, None], enc.vectors, np.nan)
+    label = {"as_published": f"{root.name}, every face", "quality_gated": f"{root.name}, quality gate passed"}
+    sets = {"as_published": (enc.vectors, data), "quality_gated": (gated, data)}
+    if set(data.persons) & set(lfw.ALIASES):  # LFW: also with its people under two names merged
+        sets["aliases_merged"] = (enc.vectors, load_dataset(root, lfw.ALIASES))
+        label["aliases_merged"] = f"{root.name}, every face, {len(lfw.ALIASES)} people under two names merged"
+    pds, reports = {}, {}
+    taus = sorted({manifest.tau, *args.check_tau})
+    for key, (vectors, labelled) in sets.items():
+        person, people = labelled.person_index()
+        pds[key] = all_pairs(vectors, person, people)
+        reports[key] = report(pds[key], fmrs, reps=args.bootstrap, seed=args.seed, check_taus=taus)
+        print(format_table(label[key], reports[key]))
+    main_key = "aliases_merged" if "aliases_merged" in sets else "as_published"
+    pd, r = pds[main_key], reports[main_key]
+    protocol = (f"{label[main_key]}: all pairs of {r['images']} images of {r['people']} people through "
+                "FaceVerifier.process (subject: converter.faces.pick_subject), squared L2, accept d < tau")
     out = {"model": str(args.model), "model_sha256": manifest.sha256, "data": str(root), "protocol": protocol,
-           **r, "manifest_points": manifest_points(pd),
-           "quality_gated": {"note": "only faces that pass the product's quality gate (what the daemon lets vote)",
-                             **r_gated}}
-    print(format_table(f"{root.name}, every face", r))
-    print(format_table(f"{root.name}, faces passing the quality gate", r_gated))
+           "labels": {k: label[k] for k in sets}, **reports, "manifest_points": manifest_points(pd)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.plot:
-        plot_det({"every face": pd, "quality gate passed": pd_gated},
-                 {"every face": r, "quality gate passed": r_gated}, args.plot,
+        plot_det({label[k]: pds[k] for k in sets}, {label[k]: reports[k] for k in sets}, args.plot,
                  f"{args.model.name}: all pairs of {root.name}")
     if args.update_manifest:
         tau = tau_at_fmr(pd.impostor, args.far)

@@ -519,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1:N identification: FNIR at FPIR for galleries of 10, 100, 1000 people")
     g.add_argument("--cache", type=Path, help="encodings cache (.npz; default: ~/.cache/edge-verify/encodings)")
     g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over people (default 1000)")
+    g.add_argument("--check-tau", type=float, action="append", default=[], metavar="TAU",
+                   help="also report the FMR and FNMR of this tau (repeatable; the manifest's is always)")
     return p
 
 
