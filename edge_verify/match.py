@@ -99,7 +99,7 @@ def decide_verify(distances: np.ndarray, claim: str, tau: float) -> Decision:
 SecurityLevel = Literal["convenient", "balanced", "secure", "strict"]
 # The false-accept target of each level: the chance that one visit of a stranger ends in ``granted``.
 SECURITY_LEVELS: dict[str, float] = {"convenient": 1e-2, "balanced": 1e-3, "secure": 1e-4, "strict": 1e-5}
-DEFAULT_SECURITY: SecurityLevel = "balanced"
+DEFAULT_SECURITY: SecurityLevel = "secure"
 # How alike the frames of one visit are, for the derivation below: 1.0 = a stranger's frames are copies
 # of one another (a lookalike stays a lookalike in every frame), so k of n buys nothing against false
 # accepts. That is the door-grade assumption; docs/EVALUATION.md gives what the simulation measured.

@@ -125,3 +125,11 @@ def test_levels_identify_and_claim_points() -> None:
     taus = [identify_point(POINTS, "secure", size).tau for size in (1, 10, 100, 1000)]
     assert taus == sorted(taus, reverse=True) and len(set(taus)) == 4
     assert math.isfinite(identify_point(POINTS, "convenient", 0).tau)  # an empty gallery counts as one
+
+
+def test_bundled_manifest_holds_the_calibrated_decision() -> None:
+    from edge_verify.fusion import FUSIONS
+
+    m = bundled_manifests()["sface-int8"]
+    assert 0.0 < m.margin < 0.5 and m.fusion in FUSIONS
+    assert "bench.door_sim" in m.data["decision"]["source"]

@@ -103,6 +103,17 @@ class Manifest:
             raise ModelError(f"{self.path}: unusable operating points: {exc}") from None
 
     @property
+    def margin(self) -> float:
+        """How much nearer than the second-best person the best must be (squared L2, ``fusion.confirm``):
+        the manifest's ``decision.margin`` (``python -m bench.door_sim --update-manifest``), else 0."""
+        return float(self.data.get("decision", {}).get("margin", 0.0))
+
+    @property
+    def fusion(self) -> str:
+        """How a visit's agreeing frames are fused (``fusion.FUSIONS``): ``decision.fusion``, else encoding."""
+        return str(self.data.get("decision", {}).get("fusion", "encoding"))
+
+    @property
     def embedding_size(self) -> int:
         return int(self.data.get("output", {}).get("embedding_size", 128))
 
