@@ -11,6 +11,10 @@ Intervals: pairs are not independent (one lookalike pair of people gives many im
 the product of how often its two people were drawn, and tau and FNMR are measured again on the
 weighted pairs. Each point also says how many impostor pairs lie under tau and between how many
 distinct pairs of people, which is what the figure actually rests on.
+
+``run`` reports three label sets: every face as the data set labels it; only faces that pass the
+quality gate; and, for LFW, every face with its people under two names merged (``lfw.ALIASES``), the
+set the manifest's operating points come from (``--update-manifest``).
 """
 
 from __future__ import annotations

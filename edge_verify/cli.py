@@ -25,6 +25,7 @@ from .errors import (
     EdgeVerifyError,
     EnrolmentError,
     ImageError,
+    ModelError,
     NoFaceError,
     PresentationAttackError,
     QualityError,
@@ -291,7 +292,10 @@ def lookalike_tau(manifest: Any, matrix: Any, level: str, tau: float | None = No
 
     if tau is not None:
         return tau
-    return identify_point(manifest.operating_points, level, Templates.build(matrix).comparisons).tau
+    try:
+        return identify_point(manifest.operating_points, level, Templates.build(matrix).comparisons).tau
+    except ValueError as exc:  # e.g. a manifest with one calibrated point, looser than the level needs
+        raise ModelError(f"{manifest.path}: {exc}") from None
 
 
 def _people_check(args: argparse.Namespace, gallery: Any, manifest: Any) -> int:

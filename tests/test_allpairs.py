@@ -74,7 +74,8 @@ def test_evaluate_all_pairs_cli_writes_operating_points(tiny: Path, tmp_path: Pa
     gated = report["quality_gated"]
     assert gated["images"] + gated["images_left_out"] == 12 and "aliases_merged" not in report
     after = json.loads(model.with_suffix(".json").read_text())
-    assert after["tau"] == pytest.approx(report["as_published"]["points"][0]["tau"], abs=1e-6) and after["tau_far"] == 0.1
+    assert after["tau"] == pytest.approx(report["as_published"]["points"][0]["tau"], abs=1e-6)
+    assert after["tau_far"] == 0.1
     assert [p["fmr"] for p in after["operating_points"]] == [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
     assert OperatingPoints.from_manifest(after).fmr == (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
     changed = {"tau", "tau_far", "tau_source", "operating_points", "operating_points_source"}

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_verify.match import DEFAULT_SECURITY
+
 from .conftest import REPO, lfw_photo
 
 
@@ -181,10 +183,20 @@ def test_people_check_and_enrol_warn_about_one_person_under_two_names(tmp_path: 
     assert p.returncode == 0 and "close" not in p.stderr, p.stderr
     p = ev("people", "check", "--json", state=state)
     assert p.returncode == 0 and json.loads(p.stdout)["pairs"] == [], p.stdout + p.stderr
-    assert json.loads(p.stdout)["level"] == "balanced" and json.loads(p.stdout)["tau"] < 1.35
+    assert json.loads(p.stdout)["level"] == DEFAULT_SECURITY and json.loads(p.stdout)["tau"] < 1.35
     p = ev("enroll", "blair", lfw_photo("Tony_Blair", 32), state=state)  # the same man again
     assert p.returncode == 0 and "looks like 'tony', already enrolled" in p.stderr, p.stderr
     p = ev("people", "check", state=state)
     assert p.returncode == 1 and p.stdout.startswith("blair\ttony\tdistance"), p.stdout
     assert "1 pair closer than tau" in p.stderr
     assert ev("people", "check", "--tau", "0.01", state=state).returncode == 0
+
+
+def test_people_check_with_an_uncalibrated_manifest_is_a_one_line_error(tmp_path: Path) -> None:
+    model = REPO / "edge_verify" / "models" / "sface_int8.tflite"
+    (tmp_path / model.name).symlink_to(model)
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    del manifest["operating_points"]
+    (tmp_path / "sface_int8.json").write_text(json.dumps(manifest))
+    p = ev("people", "check", "--model", tmp_path / model.name, state=tmp_path / "state")
+    assert p.returncode == 2 and "stricter than the only calibrated point" in one_line_error(p)
