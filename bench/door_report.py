@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from edge_verify.match import DEFAULT_SECURITY
+from edge_verify.security import DEFAULT_SECURITY
 
 
 def upper95(k: int, n: int) -> float:

@@ -40,14 +40,8 @@ from converter import allpairs, lfw, openset
 from converter.openset import Pool, load_pool
 from edge_verify.fusion import FUSIONS, Fusion, Templates, decide_visit
 from edge_verify.gallery import GalleryMatrix
-from edge_verify.match import (
-    DEFAULT_SECURITY,
-    SECURITY_LEVELS,
-    OperatingPoints,
-    from_int8,
-    identify_point,
-    to_int8,
-)
+from edge_verify.match import OperatingPoints, from_int8, identify_point, to_int8
+from edge_verify.security import DEFAULT_SECURITY, SECURITY_LEVELS
 
 from .door_report import compact, format_summary, goals, summary_rows
 

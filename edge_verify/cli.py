@@ -30,7 +30,7 @@ from .errors import (
     PresentationAttackError,
     QualityError,
 )
-from .match import DEFAULT_SECURITY, SecurityLevel
+from .security import DEFAULT_SECURITY, SecurityLevel
 
 log = logging.getLogger("edge_verify")
 

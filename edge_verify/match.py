@@ -7,9 +7,11 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+
+from .security import SECURITY_LEVELS
 
 INT8_SCALE = 127.0  # encodings are stored as round(e * 127): 128 bytes for 128 dimensions
 TIE = 1e-6  # best distances of two people closer than this are equal (float32 noise)
@@ -96,10 +98,6 @@ def decide_verify(distances: np.ndarray, claim: str, tau: float) -> Decision:
 
 # ---------------------------------------------------------------- operating points chosen by risk
 
-SecurityLevel = Literal["convenient", "balanced", "secure", "strict"]
-# The false-accept target of each level: the chance that one visit of a stranger ends in ``granted``.
-SECURITY_LEVELS: dict[str, float] = {"convenient": 1e-2, "balanced": 1e-3, "secure": 1e-4, "strict": 1e-5}
-DEFAULT_SECURITY: SecurityLevel = "secure"
 # How alike the frames of one visit are, for the derivation below: 1.0 = a stranger's frames are copies
 # of one another (a lookalike stays a lookalike in every frame), so k of n buys nothing against false
 # accepts. That is the door-grade assumption; docs/EVALUATION.md gives what the simulation measured.

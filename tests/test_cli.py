@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_verify.match import DEFAULT_SECURITY
+from edge_verify.security import DEFAULT_SECURITY
 
 from .conftest import REPO, lfw_photo
 
@@ -198,5 +198,7 @@ def test_people_check_with_an_uncalibrated_manifest_is_a_one_line_error(tmp_path
     manifest = json.loads(model.with_suffix(".json").read_text())
     del manifest["operating_points"]
     (tmp_path / "sface_int8.json").write_text(json.dumps(manifest))
-    p = ev("people", "check", "--model", tmp_path / model.name, state=tmp_path / "state")
+    mine = tmp_path / model.name
+    assert ev("enroll", "tony", lfw_photo("Tony_Blair", 18), "--model", mine, state=tmp_path / "state").returncode == 0
+    p = ev("people", "check", "--model", mine, state=tmp_path / "state")
     assert p.returncode == 2 and "stricter than the only calibrated point" in one_line_error(p)

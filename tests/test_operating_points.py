@@ -7,8 +7,6 @@ import math
 import pytest
 
 from edge_verify.match import (
-    DEFAULT_SECURITY,
-    SECURITY_LEVELS,
     OperatingPoints,
     claim_point,
     identify_point,
@@ -17,6 +15,7 @@ from edge_verify.match import (
     visit_false_accept,
 )
 from edge_verify.models import bundled_manifests
+from edge_verify.security import DEFAULT_SECURITY, SECURITY_LEVELS
 
 POINTS = OperatingPoints((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), (1.5, 1.3, 1.2, 1.1, 0.95))
 
