@@ -4,8 +4,9 @@ margin between the best person and the second best. Pure maths on encodings, no 
 - **Templates**: a person is as near as the nearest of their templates *or* their mean template (the
   unit mean of their templates, used when they have two or more): the mean sits nearer the person's
   centre than any single photo, the single templates keep what the mean blurs (glasses, beard).
-- **Votes**: a frame votes for its nearest person when nearer than ``tau_vote`` (the level's tau, or
-  a looser one when fusion confirms), else for nobody (unknown).
+- **Votes**: a frame votes for its nearest person when nearer than ``tau_vote``, else for nobody
+  (unknown). Measured best (docs/EVALUATION.md): ``tau_vote = inf``, every usable frame votes for its
+  nearest person and the fused confirmation at the level's tau decides.
 - **Fusion**: when k frames agree on a person, their encodings are fused before the final decision:
   ``"encoding"``, the unit mean of the frames' encodings (noise of single frames averages out), or
   ``"distance"``, the mean of their distances, or ``"none"``: every agreeing frame must be under tau
