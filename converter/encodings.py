@@ -10,8 +10,8 @@ Data sets: LFW (``images/Name_NNNN.jpg`` beside ``pairs.txt``: the person comes 
 any folder-per-person set (Extended Yale B). ``frames`` makes simulated camera frames of an image:
 seeded, realistic per-frame perturbations (see :func:`perturb`).
 
-The cache is one ``.npz`` per data set and model (keep it outside the repository, e.g. ``build/`` or
-``/tmp``): it records the model's sha256, the perturbation recipe and every path, and is reused only
+The cache is one ``.npz`` per data set and model, outside the repository (``default_cache``): it
+records the model's sha256, the detector, the perturbation recipe and every path, and is reused only
 when all of them match, so a stale cache can never be read.
 """
 
@@ -141,6 +141,8 @@ class ProductEncoder:
         self.verifier = FaceVerifier(model=model, state_dir="/nonexistent-unused", num_threads=threads)
         self.sha256 = self.verifier.model_sha256
         self.dim = self.verifier.embedder.embedding_size
+        det = self.verifier.detector
+        self.detector = f"{det.backend}:{Path(det.model_path).name}"  # part of every cache's key
 
     def encode(self, image: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         faces = self.verifier.process(image).faces
@@ -178,6 +180,7 @@ def encode_dataset(
     recipe = f"frames={frames} seed={seed} perturb={PERTURB_VERSION}" if frames else "images"
     if frames and frame_offset:
         recipe += f" offset={frame_offset}"
+    recipe += f" detector={enc.detector}"
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if (
