@@ -12,4 +12,4 @@ from typing import Literal
 
 SecurityLevel = Literal["convenient", "balanced", "secure", "strict"]
 SECURITY_LEVELS: dict[str, float] = {"convenient": 1e-2, "balanced": 1e-3, "secure": 1e-4, "strict": 1e-5}
-DEFAULT_SECURITY: SecurityLevel = "secure"
+DEFAULT_SECURITY: SecurityLevel = "strict"
