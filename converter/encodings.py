@@ -11,8 +11,9 @@ any folder-per-person set (Extended Yale B). ``frames`` makes simulated camera f
 seeded, realistic per-frame perturbations (see :func:`perturb`).
 
 The cache is one ``.npz`` per data set and model, outside the repository (``default_cache``): it
-records the model's sha256, the detector, the perturbation recipe and every path, and is reused only
-when all of them match, so a stale cache can never be read.
+records the model's sha256, the detector, a fingerprint of the pipeline (what it makes of the bundled
+sample photos), the perturbation recipe and every path, and is reused only when all of them match, so
+a cache made by another version of the product is never read.
 """
 
 from __future__ import annotations
@@ -142,7 +143,22 @@ class ProductEncoder:
         self.sha256 = self.verifier.model_sha256
         self.dim = self.verifier.embedder.embedding_size
         det = self.verifier.detector
-        self.detector = f"{det.backend}:{Path(det.model_path).name}"  # part of every cache's key
+        self.detector = f"{det.backend}:{Path(det.model_path).name}"
+        self.fingerprint = self._fingerprint()  # both are part of every cache's key
+
+    def _fingerprint(self) -> str:
+        """A hash of what the pipeline makes of the bundled sample photos: any change to detection,
+        alignment or the encoder changes it, so a cache made by another pipeline is never reused."""
+        import hashlib
+
+        from edge_verify.imageio import read_image
+
+        samples = sorted((Path(__file__).resolve().parents[1] / "edge_verify" / "samples").glob("*.jpg"))
+        h = hashlib.sha256()
+        for path in samples[:3]:
+            v, ok, found = self.encode(read_image(path))
+            h.update(np.round(np.nan_to_num(v), 3).astype(np.float32).tobytes() + bytes([ok, found]))
+        return h.hexdigest()[:12]
 
     def encode(self, image: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         faces = self.verifier.process(image).faces
@@ -180,7 +196,7 @@ def encode_dataset(
     recipe = f"frames={frames} seed={seed} perturb={PERTURB_VERSION}" if frames else "images"
     if frames and frame_offset:
         recipe += f" offset={frame_offset}"
-    recipe += f" detector={enc.detector}"
+    recipe += f" detector={enc.detector} pipeline={enc.fingerprint}"
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if (
