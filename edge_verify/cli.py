@@ -30,7 +30,7 @@ from .errors import (
     PresentationAttackError,
     QualityError,
 )
-from .security import DEFAULT_SECURITY, SecurityLevel
+from .security import DEFAULT_SECURITY, SECURITY_LEVELS, SecurityLevel
 
 log = logging.getLogger("edge_verify")
 
@@ -45,6 +45,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tau", type=tau_value, help="distance threshold, 0 < tau < 4; default: the model's manifest")
     g.add_argument("--threads", type=int, help="interpreter threads (default: up to 4)")
     g.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def _security_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--security", choices=SECURITY_LEVELS, default=DEFAULT_SECURITY,
+                   help="how sure to be, as the daemon's [decision] security: the tau is derived from the level "
+                   f"and the gallery's size (default {DEFAULT_SECURITY}; --tau overrides it)")
 
 
 def _liveness_options(p: argparse.ArgumentParser) -> None:
@@ -77,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
     _common(p)
+    _security_option(p)
     _liveness_options(p)
 
     p = sub.add_parser("identify", help="1:N: who is the face in each IMAGE? (exit 1 if any is unknown)")
@@ -84,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=1, help="also list the K nearest people")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     _common(p)
+    _security_option(p)
     _liveness_options(p)
 
     p = sub.add_parser("embed", help="detect, check and encode every face: one JSON line per IMAGE")
@@ -157,9 +165,12 @@ def _verifier(args: argparse.Namespace, create_gallery: bool = False) -> Any:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     fv = FaceVerifier(model=args.model, state_dir=args.state_dir, tau=args.tau, num_threads=args.threads,
-                      create_gallery=create_gallery, liveness=liveness)
-    if warning := fv.manifest.tau_warning(fv.tau):
-        log.warning("%s", warning)
+                      create_gallery=create_gallery, liveness=liveness, security=getattr(args, "security", None))
+    if args.tau is not None:
+        from .visits import loose_tau_warning
+
+        if warning := loose_tau_warning(args.tau, fv.manifest, name="--tau"):
+            log.warning("%s", warning)
     return fv
 
 

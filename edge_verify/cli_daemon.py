@@ -14,6 +14,7 @@ from . import config as config_mod
 from . import validate
 from .config import AT_END, CAMERA_TYPES, MODES, Config
 from .errors import ConfigError
+from .mqtt_client import parse_broker
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +76,6 @@ def _guess_camera(source: str) -> str:
     return "opencv"
 
 
-def parse_broker(text: str) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[v6addr]:port`` or a bare IPv6 address -> (host, port or None)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ConfigError(f"--broker: expected [IPv6]:PORT, got {text!r}")
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:  # a host name, or an IPv6 address without a port
-        host, port = text, ""
-    if not host:
-        raise ConfigError(f"--broker: no host in {text!r}")
-    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
-        raise ConfigError(f"--broker: port must be a number, got {port!r}")
-    return host, int(port) if port else None
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file with the command-line overrides applied."""
     g = lambda name: getattr(args, name, None)  # noqa: E731
@@ -136,13 +118,20 @@ def check_config(args: argparse.Namespace) -> int:
     if state.exists() and not (state.is_dir() and os.access(state, os.W_OK | os.X_OK)):
         raise ConfigError(f"device.state_dir: not a writable directory: {state}")
     if not getattr(args, "no_model", False):
+        from .match import identify_point
         from .models import resolve_encoder
+        from .visits import loose_tau_warning
 
         manifest = resolve_encoder(cfg.model.name or None)
-        tau = cfg.model.tau or manifest.tau
-        if warning := manifest.tau_warning(tau):
-            log.warning("%s", warning)
-        model = f"{manifest.name} ({manifest.sha256[:12]}), tau {tau}"
+        d = cfg.decision
+        if cfg.model.tau is not None:
+            if warning := loose_tau_warning(cfg.model.tau, manifest, d.k, d.n):
+                log.warning("%s", warning)
+            model = f"{manifest.name} ({manifest.sha256[:12]}), tau {cfg.model.tau} (custom)"
+        else:
+            one = identify_point(manifest.operating_points, d.security, 1, d.k, d.n).tau
+            model = (f"{manifest.name} ({manifest.sha256[:12]}), security {d.security} (tau {one:.4f} for one "
+                     "enrolled person, stricter as the gallery grows)")
     else:
         model = cfg.model.name or "bundled default"
     if getattr(args, "json", False):

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .detector_backend import DetectorBackend
 from .errors import ConfigError
+from .security import DEFAULT_SECURITY, SecurityLevel
 from .thresholds import QualityThresholds
 from .validate import TAU_MAX, finite_float
 
@@ -102,6 +103,7 @@ class LivenessConfig:
 
 @dataclass(frozen=True)
 class DecisionConfig:
+    security: SecurityLevel = DEFAULT_SECURITY  # a false-accept target per visit; model.tau overrides it
     k: int = _f(3, min=1)
     n: int = _f(5, min=1)
     window_s: float = _f(3.0, gt=0)

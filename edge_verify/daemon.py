@@ -46,6 +46,7 @@ from .sdnotify import Notifier, watchdog_period
 from .services import Services, open_event_log
 from .statedir import check_state_dir
 from .telemetry import Telemetry
+from .visits import loose_tau_warning
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,9 +121,15 @@ class Daemon:
             quarantined = outbox.quarantined() if outbox else None
         except OutboxError:
             unsent = quarantined = None
+        matching: dict[str, Any] = {"security": None, "tau": None}
+        if self.gate is not None:
+            try:
+                matching = self.gate.matcher.state()
+            except EdgeVerifyError:  # no one enrolled yet: no tau derived
+                pass
         return {
             "schema": 1, "device_id": self.cfg.device_id, "version": __version__, "boot_id": boot_id(),
-            "model": v.model_sha256 if v else None, "tau": v.tau if v else None,
+            "model": v.model_sha256 if v else None, **matching,
             "people": self._people, "mode": self.cfg.device.mode, "status": self.status,
             "camera": self.source.status if self.source else "starting",
             "started": iso_utc(self.started), "uptime_s": round(time.time() - self.started, 1),
@@ -216,8 +223,8 @@ class Daemon:
         if people is None:
             return False
         self._people = people
-        log.info("model %s, tau %.4f, %d people enrolled, mode %s", self.verifier.model_sha256[:12],
-                 self.verifier.tau, self._people, cfg.device.mode)
+        log.info("model %s, %d people enrolled, mode %s, security %s", self.verifier.model_sha256[:12],
+                 self._people, cfg.device.mode, "custom (model.tau)" if cfg.model.tau else cfg.decision.security)
         if not self._people:
             log.warning("no one is enrolled in %s: every face will be unknown", cfg.state_path)
         o = cfg.outbox
@@ -231,6 +238,10 @@ class Daemon:
         self.sink.outbox = self.outbox
         self.eventlog = open_event_log(cfg, self.sink)
         self.gate = Gate(cfg, self.verifier, self.sink, self.claims, tap=self.tap)
+        try:
+            self.gate.matcher.state()  # derive (and log) the level's taus for this gallery now
+        except EdgeVerifyError:
+            pass
         c = cfg.camera
         self.source = ReopeningSource(make_source(c), c.reopen_min_s, c.reopen_max_s, c.read_timeout_s,
                                       stop=self.stop_event, on_wait=self._camera_wait)
@@ -250,7 +261,8 @@ class Daemon:
         fv = verifier_from_config(self.cfg)
         log.info("face detector: %s, %s", fv.detector.runner, fv.detector.model_path.name)
         fv.self_test()
-        if warning := fv.manifest.tau_warning(fv.tau):
+        d = self.cfg.decision
+        if self.cfg.model.tau is not None and (warning := loose_tau_warning(self.cfg.model.tau, fv.manifest, d.k, d.n)):
             log.warning("%s", warning)
         self.verifier, self._verifier_key, self.model_name = fv, key, fv.manifest.name
 

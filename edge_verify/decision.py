@@ -21,8 +21,11 @@ monotonic origin), so a replay at any speed gives the same decisions.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .match import Decision
 
@@ -45,6 +48,10 @@ class Vote:
     distance: float | None = None
     liveness: float | None = None
     reason: str | None = None  # SPOOF: why the face was judged an attack
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # for the fused confirmation
+
+
+Confirm = Callable[[str, list[Vote]], tuple[bool, float | None, str | None]]
 
 
 @dataclass(frozen=True)
@@ -69,14 +76,18 @@ class DecisionWindow:
     """The k-of-n-within-T window with per-label cooldown; see the module docstring."""
 
     def __init__(self, k: int = 3, n: int = 5, window_s: float = 3.0, cooldown_s: float = 10.0,
-                 unknown_cooldown_s: float = 10.0, mode: str = "identify", spoof_cooldown_s: float = 30.0) -> None:
+                 unknown_cooldown_s: float = 10.0, mode: str = "identify", spoof_cooldown_s: float = 30.0,
+                 confirm: Confirm | None = None) -> None:
+        """``confirm(person, agreeing_votes) -> (granted, distance, reason)``: the final word on a person k
+        frames agreed on in identify mode (the fused encodings and the margin, ``visits.VisitMatcher``);
+        without it, k agreeing frames grant."""
         if not 1 <= k <= n:
             raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
         if mode not in ("identify", "claim"):
             raise ValueError(f"mode must be identify or claim, got {mode!r}")
         self.k, self.n, self.window_s = k, n, window_s
         self.cooldown_s, self.unknown_cooldown_s, self.mode = cooldown_s, unknown_cooldown_s, mode
-        self.spoof_cooldown_s = spoof_cooldown_s
+        self.spoof_cooldown_s, self.confirm = spoof_cooldown_s, confirm
         self.votes: deque[Vote] = deque(maxlen=n)
         self.last_seen: dict[str, float] = {}  # label -> last ts seen since its last event
         self.claim: Claim | None = None
@@ -160,6 +171,14 @@ class DecisionWindow:
             if vote.label == MISMATCH:
                 return Verdict("denied", person, best, len(agreeing), "no_match", live)
             return Verdict("granted", person, best, len(agreeing), None, live)
+        if vote.label != UNKNOWN and self.confirm is not None:
+            granted, distance, why = self.confirm(vote.label, agreeing)
+            if not granted:  # a lookalike: an unknown face, and the real person is not put in cooldown
+                if self._cooling(UNKNOWN, vote.ts):
+                    return None
+                self.last_seen[UNKNOWN] = vote.ts
+                return Verdict("unknown_face", None, distance, len(agreeing), why, live)
+            best = distance
         self.last_seen[vote.label] = vote.ts
         if vote.label == UNKNOWN:
             return Verdict("unknown_face", None, best, len(agreeing), reason, live)

@@ -51,11 +51,11 @@ class EventSink:
         self._announced = 0
 
     def emit(self, verdict: Verdict, latency: dict[str, float], *, tau: float | None, model: str | None,
-             crop: np.ndarray | None = None) -> None:
+             crop: np.ndarray | None = None, security: str | None = None) -> None:
         """Make the event of a decision and store it (or keep it until it can be stored); ``crop``: the
-        face that decided it, for a snapshot."""
+        face that decided it, for a snapshot; ``security``: the level whose tau decided."""
         event = make_event(verdict, device_id=self.device_id, mode=self.mode, tau=tau, model=model,
-                           latency_ms=latency, now=time.time())
+                           latency_ms=latency, now=time.time(), security=security)
         if crop is not None and self.snapshots is not None:
             self.snapshots.take(event, crop)
         self.emitted += 1

@@ -35,8 +35,8 @@ from .access import AccessRule
 from .camera import Frame
 from .claims import ClaimInbox
 from .config import Config
-from .decision import DecisionWindow, Verdict, Vote, vote_for
-from .errors import ConfigError, EmptyGalleryError, ScheduleError, UnknownPersonError
+from .decision import MISMATCH, SPOOF, UNKNOWN, DecisionWindow, Verdict, Vote, vote_for
+from .errors import ConfigError, EdgeVerifyError, EmptyGalleryError, ScheduleError, UnknownPersonError
 from .eventsink import EventSink
 from .frametap import FrameTap
 from .match import Decision
@@ -46,6 +46,16 @@ if TYPE_CHECKING:
     from .pipeline import FaceVerifier, FrameResult
 
 log = logging.getLogger(__name__)
+
+
+class FrameMatcher(Protocol):
+    """Votes and confirmations at the security level's taus (``visits.VisitMatcher``)."""
+
+    def vote(self, ts: float, embedding: np.ndarray, claim: str | None, liveness: float | None) -> Vote: ...
+
+    def confirm(self, label: str, votes: list[Vote]) -> tuple[bool, float | None, str | None]: ...
+
+    def state(self) -> dict[str, Any]: ...
 
 
 class FrameVerifier(Protocol):
@@ -68,6 +78,8 @@ class FrameVerifier(Protocol):
     def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision: ...
 
     def access(self, name: str) -> AccessRule: ...
+
+    def matcher(self, level: str, k: int, n: int, tau: float | None = None) -> FrameMatcher: ...
 
     def add_templates(self, name: str, embeddings: np.ndarray) -> int: ...
 
@@ -100,8 +112,9 @@ class Gate:
         self._result: FrameResult | None = None  # of the frame being handled
         self._decision: Decision | None = None
         d, a = cfg.decision, cfg.access
+        self.matcher = verifier.matcher(d.security, d.k, d.n, cfg.model.tau)
         self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode,
-                                     d.spoof_cooldown_s)
+                                     d.spoof_cooldown_s, confirm=self.matcher.confirm)
         try:
             self.zone = access.local_zone(a.timezone)
         except ScheduleError as e:
@@ -129,7 +142,13 @@ class Gate:
             self._emit(Verdict("tamper", None, None, 0, reason), {})
 
     def _emit(self, verdict: Verdict, latency: dict[str, float], crop: np.ndarray | None = None) -> None:
-        self.sink.emit(verdict, latency, tau=self.verifier.tau, model=self.verifier.model_sha256, crop=crop)
+        try:
+            m = self.matcher.state()
+            tau = m["claim_tau"] if self.cfg.device.mode == "claim" else m["tau"]
+            security = m["security"]
+        except EdgeVerifyError:  # no one enrolled: no tau derived
+            tau, security = None, None
+        self.sink.emit(verdict, latency, tau=tau, model=self.verifier.model_sha256, crop=crop, security=security)
 
     def _allowed(self, verdict: Verdict, now: float) -> Verdict:
         """A ``granted`` stays one only for a person allowed now and while no tamper lockout runs."""
@@ -212,21 +231,37 @@ class Gate:
         if not faces:
             return self.window.observe(Vote(frame.ts, None))
         t = time.perf_counter()
-        decision: Decision | None
-        try:
-            decision = self.verifier.match(faces[0].embedding, claim=claim)
-        except UnknownPersonError:
-            self.window.claim = None
-            return Verdict("denied", claim, None, 0, "unknown_person")
-        except EmptyGalleryError:
-            if claim is not None:
-                raise
-            decision = None  # no one enrolled: every face is unknown
+        live = faces[0].liveness
+        score = live.score if live is not None else None
+        if live is not None and not live.live:  # an attack votes SPOOF, a face too small for no one
+            vote = vote_for(frame.ts, None, claim, live)
+        else:
+            try:
+                vote = self.matcher.vote(frame.ts, faces[0].embedding, claim, score)
+            except UnknownPersonError:
+                self.window.claim = None
+                return Verdict("denied", claim, None, 0, "unknown_person")
+            except EmptyGalleryError:
+                if claim is not None:
+                    raise
+                vote = Vote(frame.ts, UNKNOWN, None, score)  # no one enrolled: every face is unknown
         latency["match"] = (time.perf_counter() - t) * 1000
-        self._decision = decision
-        vote = vote_for(frame.ts, decision, claim, faces[0].liveness)
+        self._decision = self._for_observers(vote, claim)
         log.debug("frame %s: %r d=%s", frame.name, vote.label, vote.distance)
         return self.window.observe(vote)
+
+    def _for_observers(self, vote: Vote, claim: str | None) -> Decision | None:
+        """The frame's vote as the live view shows it: the nearest person, accepted when under tau."""
+        if vote.label is None or vote.label == SPOOF:
+            return None
+        person = claim if claim is not None else (None if vote.label == UNKNOWN else vote.label)
+        try:
+            m = self.matcher.state()
+        except EdgeVerifyError:
+            return Decision(False, None, vote.distance, 0.0, [])
+        tau = float(m["claim_tau"] if claim is not None else m["tau"])
+        accepted = person is not None and vote.label != MISMATCH and vote.distance is not None and vote.distance < tau
+        return Decision(accepted, person, vote.distance, tau, [])
 
     def _observe_match(self, embedding: np.ndarray) -> Decision | None:
         """1:N for an observer (the live view's name), outside any vote."""

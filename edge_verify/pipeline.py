@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union, cast
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .match import Decision, best_per_person, decide_identify, decide_verify, sq
 from .models import Manifest, resolve_encoder
 from .quality import Quality, QualityThresholds, assess
 from .validate import check_tau
+
+if TYPE_CHECKING:
+    from .visits import VisitMatcher
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +110,13 @@ class FaceVerifier:
         create_gallery: bool = True,
         liveness: LivenessSettings | LivenessChecker | None = None,
         flip_enrolment: bool = True,
+        security: str | None = None,
     ) -> None:
         """``create_gallery=False``: reading the gallery (verify, identify, people) raises NoGalleryError
         when there is none, instead of creating an empty one; enrolling always creates it.
+        ``security``: a security level (``edge_verify.security``): ``verify``/``identify`` then decide as
+        the daemon does for one frame, at the level's tau for this gallery (1:1 tau for verify, the 1:N
+        tau for the gallery's size for identify, with the manifest's margin), unless ``tau`` is given.
         ``flip_enrolment``: ``enroll`` averages each photo's encoding with its mirror image's (lower FNMR
         at the same FMR, no cost per camera frame: docs/ENCODERS.md)."""
         self.manifest: Manifest = resolve_encoder(model)
@@ -117,6 +124,8 @@ class FaceVerifier:
         self.flip_enrolment = flip_enrolment
         self.detector = detector or FaceDetector(num_threads=num_threads)
         self.tau = self.manifest.tau if tau is None else _checked_tau(tau)
+        self.security = security if tau is None else None
+        self._level_matcher: VisitMatcher | None = None
         self.quality_limits = quality or QualityThresholds()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.create_gallery = create_gallery
@@ -263,6 +272,13 @@ class FaceVerifier:
             self._gallery = Gallery(self.state_dir, self.model_sha256, create=True)
         return self._gallery.add(name, new)
 
+    def matcher(self, level: str, k: int = 1, n: int = 1, tau: float | None = None) -> VisitMatcher:
+        """The daemon's votes and confirmations at a security level's taus over this gallery (``tau``:
+        an explicit override of the level); see :mod:`edge_verify.visits`."""
+        from .visits import VisitMatcher
+
+        return VisitMatcher(self.manifest, self.gallery.matrix, level, k, n, tau)
+
     def access(self, name: str) -> AccessRule:
         """``name``'s access rule (validity dates, weekly windows); unrestricted when none is set."""
         return self.gallery.access(name)
@@ -283,6 +299,8 @@ class FaceVerifier:
         m = self.gallery.matrix()
         if not m.names:
             raise EmptyGalleryError(_EMPTY)
+        if self.security is not None:
+            return self._match_at_level(embedding, claim, top_k)
         if claim is not None:
             idx = m.index(claim)
             if idx is None:
@@ -290,6 +308,29 @@ class FaceVerifier:
             return decide_verify(squared_l2(embedding, m.vectors[m.owner == idx]), m.names[idx], self.tau)
         best = best_per_person(squared_l2(embedding, m.vectors), m.owner, len(m.names))
         return decide_identify(best, m.names, self.tau, top_k)
+
+    def _match_at_level(self, embedding: np.ndarray, claim: str | None, top_k: int) -> Decision:
+        """``match`` at the security level's tau for this gallery, as the daemon decides one frame."""
+        from .fusion import Fusion, confirm
+
+        if self._level_matcher is None:
+            assert self.security is not None
+            self._level_matcher = self.matcher(self.security)
+        cur = self._level_matcher.matching()
+        d = cur.templates.distances(embedding)
+        if claim is not None:
+            idx = cur.matrix.index(claim)
+            if idx is None:
+                raise UnknownPersonError(f"{claim.strip()!r} is not enrolled")
+            name, dist = cur.matrix.names[idx], float(d[idx])
+            return Decision(dist < cur.claim_tau, name, dist, cur.claim_tau, [(name, dist)])
+        order = np.argsort(d, kind="stable")
+        candidates = [(cur.templates.names[i], float(d[i])) for i in order[: max(1, top_k)]]
+        v = confirm(embedding[None, :], int(order[0]), cur.templates, cur.tau, self.manifest.margin,
+                    cast(Fusion, self.manifest.fusion))
+        if v.accepted:
+            return Decision(True, v.person, v.distance, cur.tau, candidates)
+        return Decision(False, None, v.distance, cur.tau, candidates, reason=v.reason)
 
     def verify(self, claim: str, image: ImageLike) -> Decision:
         """1:1: is the main face of ``image`` the enrolled person ``claim``?"""

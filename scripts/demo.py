@@ -2,7 +2,7 @@
 subscriber that prints each event as it arrives.
 
 The broker is mosquitto when installed (/usr/sbin/mosquitto), else an embedded pure-Python amqtt broker
-(the ``demo`` extra). People are enrolled from one sample photo each into a temporary state directory;
+(the ``demo`` extra). People are enrolled from one or two sample photos each into a temporary state directory;
 the "camera" is a directory where each probe photo stands for 3 frames, then a few frames without a face.
 
     python scripts/demo.py [--samples DIR] [--model PATH] [--broker auto|mosquitto|amqtt] [--keep]
@@ -122,10 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"broker: {broker.kind} on 127.0.0.1:{broker.port}", flush=True)
     state = work / "state"
     fv = FaceVerifier(model=args.model, state_dir=state, num_threads=2)
-    for name, photo in ENROL.items():
-        fv.enroll(name, [args.samples / photo])
-        print(f"enrolled {name} from {photo}", flush=True)
+    for name, photos in ENROL.items():
+        fv.enroll(name, [args.samples / p for p in photos])
+        print(f"enrolled {name} from {', '.join(photos)}", flush=True)
     fv.close()
+    from edge_verify import signing
+
+    device_key = signing.Signer.load_or_create(state)  # the key the daemon will sign with (made at its first start)
+    keys = {device_key.key_id: signing.public_key_from_b64(device_key.public_b64())}
+    print(f"device key {device_key.key_id} (edge-verify keys show: {device_key.public_b64()})", flush=True)
     make_camera(args.samples, work / "camera")
     (work / "config.toml").write_text(f"""
 [device]
@@ -154,10 +159,17 @@ level = "WARNING"
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         if msg.topic.endswith("/event"):
             e = json.loads(msg.payload)
-            received.append(e)
+            try:
+                signing.verify(e, keys)
+                sig = "signature ok"
+            except signing.SignatureError as exc:
+                sig = f"SIGNATURE REFUSED ({exc})"
+            else:
+                received.append(e)
             who = e["person"] or "-"
             print(f"  EVENT #{e['seq']} {e['event_type']:<12} person={who:<16} distance={e['distance']} "
-                  f"frames={e['frames']} latency={e['latency_ms'].get('total', 0):.0f} ms", flush=True)
+                  f"frames={e['frames']} liveness={e.get('liveness')} "
+                  f"latency={e['latency_ms'].get('total', 0):.0f} ms, {sig}", flush=True)
         elif msg.topic.endswith("/availability"):
             print(f"  availability: {msg.payload.decode()}", flush=True)
 

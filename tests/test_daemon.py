@@ -399,3 +399,39 @@ def test_photo_attacks_are_never_granted_and_live_visits_are(tmp_path: Path) -> 
     assert all(e["liveness"] is not None and e["liveness"] < 0.5 for e in spoofs)
     assert len(granted) >= 0.95 * len(live_visits), (len(granted), len(live_visits))
     assert all(e["liveness"] is not None for e in got if e["event_type"] == "granted")
+
+
+@pytest.mark.slow
+@needs_model
+@pytest.mark.parametrize("security", ["strict", "old-tau"])
+def test_a_lookalike_is_refused_and_the_real_person_next_is_granted(tmp_path: Path, security: str) -> None:
+    """Eduardo Duhalde is enrolled (two photos) with three others; Fernando Henrique Cardoso, never
+    enrolled, looks like him: each of his photos lies 1.09-1.30 from Eduardo's templates, under the tau
+    the product used to ship (1.3565, FMR 2.2e-3 per pair). At the default level his visit is an
+    unknown face, and Eduardo, arriving right after, is granted (not held in a cooldown). With the old
+    tau the lookalike was let in: the second case shows what this test guards against."""
+    from edge_verify.pipeline import FaceVerifier
+
+    state = tmp_path / "state"
+    fv = FaceVerifier(state_dir=state, num_threads=1)
+    for person in ["Eduardo_Duhalde", *ENROLLED]:
+        fv.enroll(person, photos(person)[:2])
+    fv.close()
+    cam = make_visits(tmp_path / "cam", [("Fernando_Henrique_Cardoso", ""), ("Eduardo_Duhalde", "")], blanks=3)
+    cfg = write_config(tmp_path / "c.toml", state, cam, free_port())
+    text = cfg.read_text().replace("[mqtt]\n", "[mqtt]\nenabled = false\n")
+    text = text.replace("cooldown_s = 0.5", "cooldown_s = 30")  # a grant would hold its person for the test
+    if security == "old-tau":
+        text = text.replace("[model]\n", "[model]\ntau = 1.3565\n")
+    cfg.write_text(text)
+    d = DaemonProc("run", "--config", str(cfg))
+    assert d.wait(300) == 0, d.log
+    db = sqlite3.connect(state / "outbox.sqlite3")
+    got = [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY seq")]
+    kinds = [(e["event_type"], e["person"]) for e in got]
+    if security == "old-tau":
+        assert kinds[0] == ("granted", "Eduardo_Duhalde"), kinds  # the lookalike got in
+        return
+    assert kinds == [("unknown_face", None), ("granted", "Eduardo_Duhalde")], d.log
+    assert got[0]["reason"] in ("no_match", "ambiguous") and got[0]["security"] == "strict"
+    assert got[1]["distance"] < got[1]["tau"] < got[0]["distance"]

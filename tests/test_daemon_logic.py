@@ -19,6 +19,7 @@ from edge_verify import config
 from edge_verify.access import AccessRule, make_rule
 from edge_verify.claims import CLAIM_QUEUE
 from edge_verify.daemon import Daemon
+from edge_verify.decision import MISMATCH, UNKNOWN, Vote
 from edge_verify.detect import Face
 from edge_verify.errors import EmptyGalleryError, UnknownPersonError
 from edge_verify.match import Decision
@@ -72,8 +73,30 @@ class ScriptedVerifier:
     def access(self, name: str) -> AccessRule:
         return self.rules.get(name, AccessRule())
 
+    def matcher(self, level: str, k: int, n: int, tau: float | None = None) -> ScriptedMatcher:
+        return ScriptedMatcher(self)
+
     def close(self) -> None:
         self.closed = True
+
+
+class ScriptedMatcher:
+    """FrameMatcher voting what the verifier's script says; every agreement is confirmed."""
+
+    def __init__(self, verifier: ScriptedVerifier) -> None:
+        self.v = verifier
+
+    def vote(self, ts: float, embedding: np.ndarray, claim: str | None, liveness: float | None) -> Vote:
+        d = self.v.match(embedding, claim)
+        if claim is not None:
+            return Vote(ts, claim if d.accepted else MISMATCH, d.distance, liveness)
+        return Vote(ts, d.person if d.accepted and d.person else UNKNOWN, d.distance, liveness)
+
+    def confirm(self, label: str, votes: list[Vote]) -> tuple[bool, float | None, str | None]:
+        return True, min(v.distance for v in votes if v.distance is not None), None
+
+    def state(self) -> dict[str, Any]:
+        return {"security": "strict", "tau": self.v.tau, "claim_tau": self.v.tau}
 
 
 class RecordingLink:

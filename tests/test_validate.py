@@ -56,6 +56,6 @@ def test_cli_warns_when_tau_is_looser_than_calibrated(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert main(["verify", "--claim", "tony", photo, "--tau", "2.0", "--state-dir", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert "warning: tau 2.0000 is looser than the model's loosest calibrated point" in err
+    assert "warning: --tau 2.0000 is looser than the 'convenient' security level" in err
     assert main(["verify", "--claim", "tony", photo, "--tau", "1.0", "--state-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().err == ""
