@@ -38,13 +38,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from . import events
 from .claims import ClaimError, parse_claim
 from .config import Config
+from .discovery import device_discovery
 from .mqtt_client import make_client
 from .outbox import Outbox
 from .signing import Signer
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = list(events.EVENT_TYPES)
 DISCOVERY_MIN_INTERVAL_S = 10.0  # Home Assistant's birth message republishes discovery at most this often
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -384,36 +384,7 @@ class MqttLink:
             client.publish(self.t_telemetry, json.dumps(data, separators=(",", ":")), qos=0)
 
     def discovery_payload(self) -> dict[str, Any]:
-        from . import __version__ as v
-
-        d = self.device_id
-        avty = [{"topic": self.t_availability}]
-
-        def sensor(key: str, name: str, topic: str, template: str, unit: str | None = None,
-                   **extra: Any) -> dict[str, Any]:
-            c: dict[str, Any] = {"p": "sensor", "name": name, "unique_id": f"edge_verify_{d}_{key}",
-                                 "state_topic": topic, "value_template": template, **extra}
-            if unit:
-                c["unit_of_measurement"] = unit
-            return c
-
-        return {
-            "dev": {"ids": [f"edge_verify_{d}"], "name": f"edge-verify {d}", "mf": "edge-verify",
-                    "mdl": "face verification door unit", "sw": v},
-            "o": {"name": "edge-verify", "sw": v},
-            "availability": avty,
-            "qos": 1,
-            "cmps": {
-                "access": {"p": "event", "name": "Access", "unique_id": f"edge_verify_{d}_access",
-                           "state_topic": self.t_event, "event_types": EVENT_TYPES},
-                "people": sensor("people", "Enrolled people", self.t_state, "{{ value_json.people }}"),
-                "camera": sensor("camera", "Camera", self.t_state, "{{ value_json.camera }}"),
-                "fps": sensor("fps", "Frame rate", self.t_telemetry, "{{ value_json.fps }}", "fps"),
-                "latency": sensor("latency", "Latency p95", self.t_telemetry,
-                                  "{{ value_json.latency_ms_p95 }}", "ms"),
-                "outbox": sensor("outbox", "Unsent events", self.t_telemetry, "{{ value_json.outbox }}"),
-            },
-        }
+        return device_discovery(self.device_id, self.base)
 
     def _publish_discovery(self, client: paho.Client) -> None:
         if self.cfg.mqtt.discovery:

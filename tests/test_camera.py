@@ -5,6 +5,7 @@ camera cannot exist here)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -306,3 +307,20 @@ def test_an_emptied_directory_in_loop_backs_off_quietly_and_stops(tmp_path: Path
     assert len(warnings) <= FRAMES_PER_VISIT + 1, warnings  # and each vanished file once
     assert len(caplog.records) < 50  # not 22,000 lines a second
     assert cpu < 1.0  # it waited; it did not spin
+
+
+def test_a_fifo_in_a_directory_source_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO named like an image (or a link to /dev/zero) in the camera directory: skipped in one line,
+    the replay goes on, nothing blocks or fills memory."""
+    from edge_verify.camera.replay import DirectorySource
+
+    cam = make_visits(tmp_path / "cam", VISITS[:1], blanks=0)
+    os.mkfifo(cam / "00000_a_fifo.jpg")
+    (cam / "00001_zero.jpg").symlink_to("/dev/zero")
+    src = DirectorySource(cam, fps=1000.0)
+    src.open()
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(sum(1 for _ in iter(src.read, None))))
+    t.start()
+    t.join(20)
+    assert not t.is_alive() and done == [FRAMES_PER_VISIT]
