@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+pytest.importorskip("starlette", reason="the console's web extra is not installed (pip install '.[web]')")
+pytest.importorskip("jinja2", reason="the console's web extra is not installed (pip install '.[web]')")
+
 from edge_verify.web.app import COOKIE
 from tests.conftest import LFW
 from tests.visits import needs_model, photos

@@ -67,7 +67,7 @@ install() {
   "$PY" -m pip wheel -q --no-deps -w "$OUT/dist" . 2>&1 | grep -v "is ignored" >&2 || true
   local wheel; wheel=$(ls "$OUT"/dist/edge_verify-*.whl)
   # the aarch64 wheels of the versions this machine's venv has (the x86 side of the comparison)
-  "$PY" -m pip freeze 2>/dev/null | grep -iE '^(numpy|opencv-python-headless|ai-edge-litert|paho-mqtt|cryptography|gpiozero|pytest|jsonschema)==' \
+  "$PY" -m pip freeze 2>/dev/null | grep -iE '^(numpy|opencv-python-headless|ai-edge-litert|paho-mqtt|cryptography|gpiozero|pytest|jsonschema|starlette|uvicorn|jinja2|python-multipart|httpx|selenium)==' \
     > "$OUT/constraints.txt" || true
   local platforms=() v
   for v in 2_36 2_35 2_34 2_31 2_28 2_27 2_24 2_17; do platforms+=(--platform "manylinux_${v}_aarch64"); done
@@ -75,7 +75,7 @@ install() {
   mkdir -p "$ARM_ROOT/wheels"
   rm -f "$ARM_ROOT"/wheels/edge_verify-*.whl  # pip download copies the product in: never resolve an old one
   "$PY" -m pip download -q --dest "$ARM_ROOT/wheels" --only-binary=:all: "${platforms[@]}" --python-version 3.11 \
-    --implementation cp --abi cp311 -c "$OUT/constraints.txt" "$wheel[test]" 2>&1 | grep -v "is ignored" >&2 || true
+    --implementation cp --abi cp311 -c "$OUT/constraints.txt" "$wheel[test,web]" 2>&1 | grep -v "is ignored" >&2 || true
   rm -rf "$ROOTFS/opt/wheels" && mkdir -p "$ROOTFS/opt/wheels"
   rm -f "$ARM_ROOT"/wheels/edge_verify-*.whl
   cp "$ARM_ROOT"/wheels/*.whl "$OUT/constraints.txt" "$ROOTFS/opt/wheels/"
@@ -85,7 +85,7 @@ install() {
   in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --no-deps --force-reinstall \
     "/opt/wheels/$(basename "$wheel")"
   in_arm "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-index --find-links /opt/wheels \
-    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")[test]"
+    -c /opt/wheels/constraints.txt "/opt/wheels/$(basename "$wheel")[test,web]"
   in_arm "$VENV/bin/python" -m pip list --format=freeze 2>/dev/null > "$OUT/arm-pip-freeze.txt"
 }
 
