@@ -13,7 +13,6 @@ Results: a table on stdout and bench/results/NAME.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,10 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.run import RESULTS, write_result
 from edge_verify.signing import Signer, verify
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 GOAL_SIGN_VERIFY_MS = 1.0
 GOAL_RELAY_MS = 50.0
 
@@ -146,10 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for goal, ok in goals.items():
         print(f"goal {goal}: {'met' if ok else 'NOT met'}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    write_result(result, RESULTS, args.name, "")
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.cookiejar
-import json
 import os
 import platform
 import re
@@ -34,8 +33,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared"))
+
+from bench.run import RESULTS, write_result  # noqa: E402
+
 LFW = SHARED / "data" / "lfw" / "images"
 CAMERA_PERSON = "Gerhard_Schroeder"
 PASSWORD = "bench password"
@@ -222,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rss_mb<=80": rss["after_upload_enrolment"]["VmHWM"] <= GOAL_RSS_MB,
                     "enroll_camera_s<=10": max(enr["without_daemon_s"], enr["through_daemon_s"]) <= GOAL_ENROL_S}
     print("goals:", ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in res["goals"].items()))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.json"
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"written {out}")
+    write_result(res, RESULTS, args.name, "")
     return 0
 
 
