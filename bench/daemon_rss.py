@@ -1,0 +1,126 @@
+"""The daemon's memory with every model loaded: ``edge-verify run`` on a directory camera of LFW photos
+(one face each), liveness on, MQTT to a local mosquitto when one is installed; peak RSS (VmHWM) and
+current RSS after the replay, read from /proc.
+
+    python -m bench.daemon_rss [--frames 200] [--name daemon-rss]
+
+Goal (issue 13): daemon RSS <= 150 MB with the detector, the encoder and the liveness models loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.run import REPO, result_args, write_result
+
+GOAL_MB = 150.0
+
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0])  # kB
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def measure(frames: int, threads: int) -> dict[str, Any]:
+    from converter.lfw import shared_dir
+
+    photos = sorted((shared_dir() / "data" / "lfw" / "images").glob("*_0001.jpg"))[:frames]
+    with tempfile.TemporaryDirectory(prefix="ev-rss-") as tmp:
+        work = Path(tmp)
+        cam = work / "cam"
+        cam.mkdir()
+        for i, p in enumerate(photos):
+            (cam / f"{i:05d}_{p.name}").symlink_to(p)
+        broker = None
+        sbin = Path("/usr/sbin/mosquitto")
+        mosquitto = shutil.which("mosquitto") or (str(sbin) if sbin.exists() else None)
+        mqtt = "enabled = false"
+        if mosquitto:
+            port = _free_port()
+            (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                                         f"user {os.environ.get('USER', 'root')}\n")
+            broker = subprocess.Popen([mosquitto, "-c", str(work / "m.conf")], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            mqtt = f'host = "127.0.0.1"\nport = {port}'
+        (work / "c.toml").write_text(f"""
+[device]
+id = "rss"
+state_dir = "{work / 'state'}"
+[camera]
+type = "directory"
+source = "{cam}"
+fps = 50.0
+at_end = "wait"
+[model]
+threads = {threads}
+[mqtt]
+{mqtt}
+[log]
+level = "WARNING"
+""")
+        proc = subprocess.Popen([sys.executable, "-m", "edge_verify", "run", "--config", str(work / "c.toml")],
+                                cwd=REPO, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            time.sleep(1.0 + len(photos) / 50.0)
+            deadline, used = time.monotonic() + 180, _cpu_s(proc.pid)
+            while time.monotonic() < deadline:  # until the replay is over: the daemon's CPU goes quiet
+                time.sleep(1.0)
+                now = _cpu_s(proc.pid)
+                if now - used < 0.2:
+                    break
+                used = now
+            st = _status(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            if broker is not None:
+                broker.terminate()
+                broker.wait(10)
+    return {"frames": len(photos), "threads": threads, "mqtt": bool(mosquitto), "liveness": True,
+            "peak_rss_mb": round(st["VmHWM"] / 1024, 1), "rss_mb": round(st["VmRSS"] / 1024, 1),
+            "goal_mb": GOAL_MB, "goal_met": st["VmHWM"] / 1024 <= GOAL_MB}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (utime + stime from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.daemon_rss", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    result_args(p, "daemon-rss")
+    p.add_argument("--frames", type=int, default=200, help="LFW photos replayed (default 200)")
+    args = p.parse_args(argv)
+    r = measure(args.frames, args.threads)
+    table = (f"daemon RSS after {r['frames']} frames ({r['threads']} threads, liveness on, "
+             f"MQTT {'on' if r['mqtt'] else 'off'}): peak {r['peak_rss_mb']} MB, now {r['rss_mb']} MB\n"
+             f"goal: daemon RSS <= {GOAL_MB:.0f} MB: {'met' if r['goal_met'] else 'NOT met'}")
+    write_result(r, args.out, args.name, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
