@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,10 @@ def verifier_factory() -> Iterator[object]:
     yield make
     for fv in made:
         fv.close()
+
+
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib (the convert extra) is not installed")
 
 
 # -- a real mosquitto ---------------------------------------------------------------------------------

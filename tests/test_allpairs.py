@@ -15,7 +15,7 @@ from converter.encodings import encode_dataset, frame_rng, load_dataset, perturb
 from edge_verify.imageio import read_image
 from edge_verify.match import OperatingPoints
 
-from .conftest import REPO, lfw_photo
+from .conftest import REPO, lfw_photo, needs_matplotlib
 
 MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
 
@@ -55,6 +55,7 @@ def test_all_pairs_counts_and_operating_points(tiny: Path, tmp_path: Path) -> No
     assert [row["fmr"] for row in rows] == [0.1, 0.02] and rows[0]["tau"] >= rows[1]["tau"]
 
 
+@needs_matplotlib
 def test_evaluate_all_pairs_cli_writes_operating_points(tiny: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from converter import evaluate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
@@ -26,8 +25,7 @@ needs_lfw = pytest.mark.skipif(not (LFW / "pairs.txt").is_file(), reason="LFW no
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL.name} not built yet")
 # the ROC plot is converter tooling (the `convert` extra), absent from a runtime-only install such as the
 # emulated aarch64 one of `make arm-check`
-needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
-                                      reason="matplotlib (the convert extra) is not installed")
+from tests.conftest import needs_matplotlib  # noqa: E402
 
 
 def mini_lfw(root: Path, per_fold: int = 6, folds: int = 2) -> Path:

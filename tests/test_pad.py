@@ -21,7 +21,7 @@ from converter.pad import (
     threshold_at_bpcer,
 )
 
-from .conftest import NUAA, lfw_photo
+from .conftest import NUAA, lfw_photo, needs_matplotlib
 
 
 def test_error_rates_count_no_face_as_never_accepted() -> None:
@@ -84,6 +84,7 @@ def test_read_pad_dir_layouts(tmp_path: Path) -> None:
         read_pad_dir(tmp_path / "live")
 
 
+@needs_matplotlib
 def test_evaluate_pad_through_the_product_on_nuaa_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from converter.evaluate import main
 
