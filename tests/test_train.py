@@ -44,7 +44,11 @@ def test_tiny_model_learns_and_resumes(tmp_path: Path) -> None:
         "--steps",
         "12",
         "--lr",
-        "3e-3",
+        "1e-3",
+        # the tiny net cannot learn augmented faces in 36 steps (measured: the probe loss wanders around
+        # its start on 3 seeds); unaugmented, it fits the 48 faces on every seed, which is what this
+        # test is about: the loss, mining, optimiser and resume machinery learn
+        "--no-augment",
         "--warmup",
         "0",
         "--cache-dir",
@@ -66,7 +70,7 @@ def test_tiny_model_learns_and_resumes(tmp_path: Path) -> None:
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     before, after = record["final"]["probe_before"], record["final"]
     # the batch-hard loss of the probe faces (inference mode) falls, and the encodings are spread out
-    assert after["probe_loss"] < before["probe_loss"]
+    assert after["probe_loss"] < 0.5 * before["probe_loss"]
     assert after["probe_mean_distance"] > 0.3
     assert after["probe_dim_std"] > 0.02
     assert record["hyper"]["P"] == 4 and record["data"]["people"] == len(PEOPLE)
