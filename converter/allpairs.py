@@ -213,30 +213,21 @@ def det_curve(pd: PairDistances, points: int = 400) -> tuple[np.ndarray, np.ndar
 
 def plot_det(curves: dict[str, PairDistances], reports: dict[str, dict[str, Any]], out: Path, title: str) -> None:
     """DET (FNMR against FMR, both log) down to 1e-6, with the 95 % intervals at the report points."""
-    import matplotlib
+    from .plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for label, pd in curves.items():
-        fmr, fnmr = det_curve(pd)
-        ok = fmr > 0
-        line = ax.loglog(fmr[ok], np.maximum(fnmr[ok], 0.5 / pd.genuine.size), label=label)[0]
-        for p in reports[label]["points"]:
-            if "fnmr_ci95" in p:
-                lo, hi = p["fnmr_ci95"]
-                ax.errorbar([p["fmr"]], [p["fnmr"]], yerr=[[p["fnmr"] - lo], [hi - p["fnmr"]]],
-                            fmt="o", color=line.get_color(), capsize=3, ms=4)
-        for t in reports[label].get("taus", []):
-            ax.axvline(t["fmr"], color=line.get_color(), ls=":", lw=1, label=f"tau {t['tau']:.4f} ({label})")
-    ax.set(xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)", xlim=(1e-7, 1), title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, (7, 5)) as (_, ax):
+        for label, pd in curves.items():
+            fmr, fnmr = det_curve(pd)
+            ok = fmr > 0
+            line = ax.loglog(fmr[ok], np.maximum(fnmr[ok], 0.5 / pd.genuine.size), label=label)[0]
+            for p in reports[label]["points"]:
+                if "fnmr_ci95" in p:
+                    lo, hi = p["fnmr_ci95"]
+                    ax.errorbar([p["fmr"]], [p["fnmr"]], yerr=[[p["fnmr"] - lo], [hi - p["fnmr"]]],
+                                fmt="o", color=line.get_color(), capsize=3, ms=4)
+            for t in reports[label].get("taus", []):
+                ax.axvline(t["fmr"], color=line.get_color(), ls=":", lw=1, label=f"tau {t['tau']:.4f} ({label})")
+        ax.set(xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)", xlim=(1e-7, 1), title=title)
 
 
 def format_table(label: str, r: dict[str, Any]) -> str:

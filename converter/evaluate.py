@@ -345,34 +345,25 @@ def summarise(d: np.ndarray, pairs: PairSet, far: float) -> dict[str, Any]:
 
 
 def plot_roc(d: np.ndarray, same: np.ndarray, out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     ok = np.isfinite(d)
     curve = metrics.roc(d[ok], same[ok])
     n_imp, n_gen = int((~same[ok]).sum()), int(same[ok].sum())
     low = max(0.0, min(0.8, float(np.interp(1.0 / n_imp, curve.far, curve.tar)) - 0.02))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     far = np.clip(curve.far, 1.0 / (10 * n_imp), 1.0)
-    ax1.semilogx(far, curve.tar)
-    ax1.set(
-        xlabel="false accept rate",
-        ylabel="true accept rate",
-        title="ROC",
-        xlim=(1.0 / n_imp, 1),
-        ylim=(low, 1.001),
-    )
-    ax2.loglog(far, np.clip(curve.frr, 0.5 / n_gen, 1.0))
-    ax2.set(xlabel="false accept rate", ylabel="false reject rate", title="DET", xlim=(1.0 / n_imp, 1))
-    for ax in (ax1, ax2):
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, (11, 4.5), cols=2) as (fig, (ax1, ax2)):
+        ax1.semilogx(far, curve.tar)
+        ax1.set(
+            xlabel="false accept rate",
+            ylabel="true accept rate",
+            title="ROC",
+            xlim=(1.0 / n_imp, 1),
+            ylim=(low, 1.001),
+        )
+        ax2.loglog(far, np.clip(curve.frr, 0.5 / n_gen, 1.0))
+        ax2.set(xlabel="false accept rate", ylabel="false reject rate", title="DET", xlim=(1.0 / n_imp, 1))
+        fig.suptitle(title)
 
 
 def format_report(r: dict[str, Any]) -> str:

@@ -242,27 +242,18 @@ def product_scores(s: PadSet, threads: int = 2, progress: bool = True, verifier:
 
 
 def plot_det(scores: np.ndarray, s: PadSet, out: Path, title: str, threshold: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     live_sc, att_sc = np.nan_to_num(scores[s.live], nan=-1), np.nan_to_num(scores[~s.live], nan=-1)
     ts = np.unique(np.concatenate([live_sc, att_sc, [threshold]]))
     rates = np.array([error_rates(live_sc, att_sc, float(t)) for t in ts])
     floor_a, floor_b = 0.5 / max(att_sc.size, 1), 0.5 / max(live_sc.size, 1)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.loglog(np.clip(rates[:, 0], floor_a, 1), np.clip(rates[:, 1], floor_b, 1), label="DET")
-    a, b = error_rates(live_sc, att_sc, threshold)
-    ax.plot([max(a, floor_a)], [max(b, floor_b)], "o", label=f"threshold {threshold:.3f}")
-    ax.set(xlabel=f"APCER ({att_sc.size} attacks; 0 drawn at {floor_a:.1g})",
-           ylabel=f"BPCER ({live_sc.size} bona fide; 0 drawn at {floor_b:.1g})", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, (5.5, 5)) as (_, ax):
+        ax.loglog(np.clip(rates[:, 0], floor_a, 1), np.clip(rates[:, 1], floor_b, 1), label="DET")
+        a, b = error_rates(live_sc, att_sc, threshold)
+        ax.plot([max(a, floor_a)], [max(b, floor_b)], "o", label=f"threshold {threshold:.3f}")
+        ax.set(xlabel=f"APCER ({att_sc.size} attacks; 0 drawn at {floor_a:.1g})",
+               ylabel=f"BPCER ({live_sc.size} bona fide; 0 drawn at {floor_b:.1g})", title=title)
 
 
 def format_report(r: dict[str, Any]) -> str:
