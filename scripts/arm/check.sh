@@ -61,6 +61,9 @@ T0=$(date +%s)
 ROOTFS=$(timed rootfs scripts/arm/rootfs.sh --mount)
 [ -n "${ARM_KEEP_MOUNTS:-}" ] || trap 'scripts/arm/rootfs.sh --umount' EXIT
 log "rootfs $ROOTFS ($(in_arm uname -m), python $(in_arm python3 -c 'import platform; print(platform.python_version())'))"
+# the tests and the encodings read real photos: without them every test fails for the same reason
+in_arm test -d "$EDGE_VERIFY_SHARED/data/lfw/images" \
+  || { echo "arm-check: $EDGE_VERIFY_SHARED/data/lfw/images is not visible inside $ROOTFS (the bind mount failed?)" >&2; exit 2; }
 
 install() {
   rm -rf "$OUT/dist"
