@@ -100,7 +100,7 @@ class DaemonControl:
                     except queue.Full:
                         pass  # the session is slower than the camera: this frame is skipped
 
-            token = self.d.tap.add(observe, faces=2)
+            token = self.d.tap.add(observe, faces=2, flip=True)  # templates, flip-averaged as from photos
             try:
                 progress({"state": "guide", "kept": 0, "k": k, "message": "look at the camera"})
                 outcome = drive(session, _until(frames, timeout_s), timeout_s, progress)

@@ -70,7 +70,8 @@ def _frames(cfg: Config, verifier: FrameVerifier, stop_after: float) -> Iterator
             frame = source.read()
             if frame is None:
                 return
-            result = verifier.process(frame.image, only_ok=True, max_faces=2, detect_image=frame.lores)
+            # flip-averaged, as photo enrolment makes templates (docs/ENCODERS.md)
+            result = verifier.process(frame.image, only_ok=True, max_faces=2, detect_image=frame.lores, flip=True)
             yield frame.ts, result, frame.image
 
 

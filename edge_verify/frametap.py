@@ -22,16 +22,17 @@ FrameObserver = Callable[[Frame, "FrameResult | None", Decision | None], None]
 
 class FrameTap:
     """Each observer says how many faces per frame it needs to see (an enrolment wants 2, to refuse a
-    frame with two people in view); while any is registered, frames are also processed in claim mode
-    without a claim (no vote is taken)."""
+    frame with two people in view) and whether it wants the encodings flip-averaged (an enrolment does:
+    its frames become templates, made as photo enrolment makes them); while any is registered, frames
+    are also processed in claim mode without a claim (no vote is taken)."""
 
     def __init__(self) -> None:
-        self._observers: dict[int, tuple[FrameObserver, int]] = {}
+        self._observers: dict[int, tuple[FrameObserver, int, bool]] = {}
         self._ids = itertools.count(1)
 
-    def add(self, observer: FrameObserver, faces: int = 1) -> int:
+    def add(self, observer: FrameObserver, faces: int = 1, flip: bool = False) -> int:
         token = next(self._ids)
-        self._observers = {**self._observers, token: (observer, faces)}  # replaced, never mutated
+        self._observers = {**self._observers, token: (observer, faces, flip)}  # replaced, never mutated
         return token
 
     def remove(self, token: int) -> None:
@@ -42,10 +43,15 @@ class FrameTap:
         return bool(self._observers)
 
     def faces(self) -> int:
-        return max((n for _, n in self._observers.values()), default=0)
+        return max((n for _, n, _ in self._observers.values()), default=0)
+
+    def flip(self) -> bool:
+        """Whether an observer wants flip-averaged encodings (``Embedder.embed``): a second encoder run
+        per face, only while such an observer is registered."""
+        return any(f for _, _, f in self._observers.values())
 
     def notify(self, frame: Frame, result: FrameResult | None, decision: Decision | None) -> None:
-        for observer, _ in self._observers.values():
+        for observer, _, _ in self._observers.values():
             try:
                 observer(frame, result, decision)
             except Exception:

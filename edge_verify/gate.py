@@ -73,7 +73,7 @@ class FrameVerifier(Protocol):
     def people(self) -> list[str]: ...
 
     def process(self, image: Any, only_ok: bool = False, max_faces: int | None = None,
-                detect_image: np.ndarray | None = None) -> Any: ...
+                detect_image: np.ndarray | None = None, flip: bool | None = None) -> Any: ...
 
     def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision: ...
 
@@ -220,7 +220,7 @@ class Gate:
             return None  # nothing to verify against: no work until a claim arrives
         q = self.cfg.quality
         result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=max(q.max_faces, self.tap.faces()),
-                                       detect_image=frame.lores)
+                                       detect_image=frame.lores, flip=True if self.tap.flip() else None)
         self._result = result
         latency.update(result.timings_ms)
         faces = [f for f in result.faces[:q.max_faces] if f.embedding is not None]

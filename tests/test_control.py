@@ -19,7 +19,7 @@ import pytest
 from edge_verify.control import ControlClient, ControlError, ControlServer
 from edge_verify.errors import GalleryError
 from tests.conftest import REPO
-from tests.test_enrolment import camera_replay
+from tests.test_enrolment import _templates_are_flip_averaged, camera_replay
 from tests.visits import DaemonProc, needs_model
 
 
@@ -101,6 +101,7 @@ def test_daemon_enrols_from_its_camera_and_logs_events(tmp_path: Path) -> None:
     assert d.wait_log("event granted person='Gerhard'", 30), d.log
     d.proc.send_signal(2)
     assert d.wait(60) == 0
+    _templates_are_flip_averaged(cfg, cam)  # made from the daemon's frames as from photos
     from edge_verify.eventlog import EventLog
 
     rows = EventLog(state).query()

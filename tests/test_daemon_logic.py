@@ -42,6 +42,7 @@ class ScriptedVerifier:
                  face: Callable[[int], bool] = lambda i: True) -> None:
         self.script, self.face = script, face
         self.frames = 0
+        self.flips: list[bool | None] = []  # what each process() call asked of the embedder's flip
         self.closed = False
         self.rules: dict[str, AccessRule] = {}
 
@@ -55,7 +56,8 @@ class ScriptedVerifier:
         return ["alice", "bob"]
 
     def process(self, image: Any, only_ok: bool = False, max_faces: int | None = None,
-                detect_image: np.ndarray | None = None) -> FrameResult:
+                detect_image: np.ndarray | None = None, flip: bool | None = None) -> FrameResult:
+        self.flips.append(flip)
         self.frames += 1
         self._frame = self.frames
         faces = [FaceResult(FACE, Quality(True), EMB)] if self.face(self.frames) else []

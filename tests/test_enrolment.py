@@ -116,6 +116,28 @@ def camera_replay(directory: Path, person: str = CAMERA_PERSON) -> Path:
     return directory
 
 
+def _templates_are_flip_averaged(cfg_path: Path, cam: Path) -> None:
+    """Each template enrolled from the camera is a frame's flip-averaged encoding (crop and mirror, as
+    photo enrolment makes templates), not its plain one."""
+    from edge_verify.config import load
+    from edge_verify.gate import verifier_from_config
+    from edge_verify.match import squared_l2
+
+    fv = verifier_from_config(load(cfg_path))
+    try:
+        templates = fv.gallery.matrix().vectors
+        frames = [fv.process(str(p), only_ok=True, max_faces=2, flip=f).faces for f in (True, False)
+                  for p in sorted(cam.iterdir())]
+        enc = np.stack([faces[0].embedding for faces in frames if faces and faces[0].embedding is not None])
+        flipped, plain = enc[: len(enc) // 2], enc[len(enc) // 2:]
+        for t in templates:
+            # stored as int8: ~7e-4 squared error; a frame's plain encoding lies ~0.02 from its flip average
+            assert float(squared_l2(t, flipped).min()) < 3e-3
+            assert float(squared_l2(t, flipped).min()) < float(squared_l2(t, plain).min())
+    finally:
+        fv.close()
+
+
 def test_enroll_from_the_camera_without_a_daemon(tmp_path: Path) -> None:
     cam = camera_replay(tmp_path / "cam")
     cfg = tmp_path / "c.toml"
@@ -128,6 +150,7 @@ def test_enroll_from_the_camera_without_a_daemon(tmp_path: Path) -> None:
     assert lines[-1] == {"name": "Gerhard", "templates": 5}
     kept = [x["progress"]["kept"] for x in lines[:-1]]
     assert kept == sorted(kept) and kept[-1] == 5 and lines[-2]["progress"]["state"] == "done"
+    _templates_are_flip_averaged(cfg, cam)
     # the same face again, under another name: refused, and said in one line
     p = subprocess.run([*run, "Gerd"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert p.returncode == 2

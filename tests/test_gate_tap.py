@@ -57,3 +57,17 @@ def test_a_failing_observer_does_not_stop_the_loop(tmp_path: Path) -> None:
     gate.tap.add(lambda f, r, d: 1 / 0)
     gate.handle(_frame(0))
     assert [v.event_type for v in decided] == ["granted"]
+
+
+def test_frames_are_flip_averaged_only_while_an_enrolment_observes(tmp_path: Path) -> None:
+    gate, verifier, _ = _gate(tmp_path, "identify")
+    gate.handle(_frame(0))
+    live_view = gate.tap.add(lambda f, r, d: None)
+    gate.handle(_frame(1))
+    enrolment = gate.tap.add(lambda f, r, d: None, faces=2, flip=True)
+    gate.handle(_frame(2))
+    gate.tap.remove(enrolment)
+    gate.handle(_frame(3))
+    gate.tap.remove(live_view)
+    # None: the embedder's own setting (one encoder run per face); True: crop and mirror, as templates are made
+    assert verifier.flips == [None, None, True, None]
