@@ -8,7 +8,8 @@ calibrated the int8 quantization). On them: the (FMR, tau) points (every pair of
 **Simulation people**, never used for any of that: LFW folds 6-10 and all of Extended Yale B.
 
 Each draw enrols N people (``--size``, default 100: 87 from LFW 6-10 with two images or more, 13 from
-Yale B) from one photo each (Yale B: the frontal-light photo), stored as int8 as the gallery stores
+Yale B) from one photo each (Yale B: the frontal-light photo), encoded as enrolment encodes (the
+photo and its mirror averaged) and stored as int8 as the gallery stores
 them. Visits, each 5 frames decided by ``edge_verify.fusion.decide_visit`` (k = 3 of n = 5) at the tau
 ``edge_verify.match.identify_point`` derives for the level from the calibration people's points:
 
@@ -69,7 +70,7 @@ def subpool(pool: Pool, rows: np.ndarray) -> tuple[Pool, np.ndarray]:
     """Rows of a pool, people renumbered from 0; returns the pool and the old person index of each new one."""
     old, person = np.unique(pool.person[rows], return_inverse=True)
     frames = None if pool.frames is None else pool.frames[rows]
-    return Pool(pool.vectors[rows], pool.usable[rows], person, frames), old
+    return Pool(pool.vectors[rows], pool.usable[rows], person, frames, pool.templates_from[rows]), old
 
 
 def load(lfw_root: Path, yale_root: Path, model: Path) -> tuple[Pool, People]:
@@ -87,7 +88,8 @@ def load(lfw_root: Path, yale_root: Path, model: Path) -> tuple[Pool, People]:
     assert sim_lfw.frames is not None and yale.frames is not None
     pool = Pool(np.concatenate([sim_lfw.vectors, yale.vectors]), np.concatenate([sim_lfw.usable, yale.usable]),
                 np.concatenate([sim_lfw.person, yale.person + offset]),
-                np.concatenate([sim_lfw.frames, yale.frames]))
+                np.concatenate([sim_lfw.frames, yale.frames]),
+                np.concatenate([sim_lfw.templates_from, yale.templates_from]))
     paths = [str(p) for p, f in zip(lfw_data.paths, fold, strict=True) if f >= 6] + [str(p) for p in yale_data.paths]
     source = np.array(["lfw"] * offset + ["yaleb"] * (int(yale.person.max()) + 1))
     return calib, People(pool, paths, source, names)
@@ -170,7 +172,7 @@ def draw_scene(people: People, size: int, rng: np.random.Generator, enrol: int =
         if src[p] == "lfw" and rows.size >= K:
             visits.append(_photos(pool, rows[:N_FRAMES]))
             labels.append((-1, "photos", "lfw", p))
-    stored = from_int8(to_int8(pool.vectors[enrol_rows]))
+    stored = from_int8(to_int8(pool.templates_from[enrol_rows]))  # enrolled as the product enrols (flip)
     gallery = GalleryMatrix([people.names[p] for p in chosen], np.array(owner), stored)
     expected, kind, source, strangers = zip(*labels, strict=True)
     return Scene(gallery, Templates.build(gallery), visits, np.array(expected), np.array(kind), np.array(source),

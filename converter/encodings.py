@@ -135,9 +135,10 @@ def frame_rng(seed: int, image_index: int, frame: int) -> np.random.Generator:
 class ProductEncoder:
     """Images to (encoding, quality ok, found) through ``FaceVerifier.process``."""
 
-    def __init__(self, model: str | Path | None = None, threads: int = 2) -> None:
+    def __init__(self, model: str | Path | None = None, threads: int = 2, flip: bool = False) -> None:
         from edge_verify.pipeline import FaceVerifier
 
+        self.flip = flip  # encodings as enrolment makes templates: crop and mirror averaged
         cv2.setNumThreads(threads)
         self.verifier = FaceVerifier(model=model, state_dir="/nonexistent-unused", num_threads=threads)
         self.sha256 = self.verifier.model_sha256
@@ -161,7 +162,7 @@ class ProductEncoder:
         return h.hexdigest()[:12]
 
     def encode(self, image: np.ndarray) -> tuple[np.ndarray, bool, bool]:
-        faces = self.verifier.process(image).faces
+        faces = self.verifier.process(image, flip=self.flip).faces
         subject = pick_subject([f.face for f in faces], image.shape)
         if subject is None:
             return np.full(self.dim, np.nan, np.float32), False, False
@@ -186,14 +187,17 @@ def encode_dataset(
     threads: int = 2,
     progress: bool = True,
     reader: Callable[[Path], np.ndarray] = _read,
+    flip: bool = False,
 ) -> Encodings:
     """Encodings of every image (``frames == 0``) or of ``frames`` simulated frames per image (rows
     ``i * frames + f``: frames ``frame_offset + f`` of image i, so that a second call with an offset
     adds more frames of the same visits), loaded from ``cache`` when it matches, else computed and
-    saved there."""
-    enc = ProductEncoder(model, threads)
+    saved there. ``flip``: encoded as enrolment encodes templates (crop and mirror averaged)."""
+    enc = ProductEncoder(model, threads, flip)
     rel = [str(p.relative_to(data.root)) for p in data.paths]
     recipe = f"frames={frames} seed={seed} perturb={PERTURB_VERSION}" if frames else "images"
+    if flip:
+        recipe += " flip"
     if frames and frame_offset:
         recipe += f" offset={frame_offset}"
     recipe += f" detector={enc.detector} pipeline={enc.fingerprint}"

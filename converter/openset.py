@@ -2,7 +2,8 @@
 NIST FRVT 1:N terms).
 
 A gallery of N people is drawn at random (seeded) from the people with enough images; each is enrolled
-from 1 image (or 3) that passes the product's quality gate, stored as the gallery stores it (int8).
+from 1 image (or 3) that passes the product's quality gate, encoded as enrolment encodes it (with its
+mirror image) and stored as the gallery stores it (int8); searches are encoded once, as frames are.
 Mated searches are the enrolled people's other images; non-mated searches are every image of the
 people not enrolled. Drawing the gallery again (``draws``) gives more searches of both kinds.
 
@@ -48,6 +49,12 @@ class Pool:
     usable: np.ndarray  # (M,) a face passed the quality gate (the daemon lets only these vote)
     person: np.ndarray  # (M,) person index
     frames: np.ndarray | None = None  # (M, n, D), NaN rows for frames without a usable face
+    enrol_vectors: np.ndarray | None = None  # (M, D) as enrolment encodes them (flip-averaged); None: vectors
+
+    @property
+    def templates_from(self) -> np.ndarray:
+        """The encodings a gallery is enrolled from: what ``FaceVerifier.enroll`` stores."""
+        return self.vectors if self.enrol_vectors is None else self.enrol_vectors
 
     def images_of(self) -> list[np.ndarray]:
         return [np.flatnonzero(self.person == p) for p in range(int(self.person.max()) + 1)]
@@ -81,7 +88,7 @@ def draw_gallery(pool: Pool, size: int, enrol: int, rng: np.random.Generator, us
         rest = np.setdiff1d(images[p], picked)
         mated += rest.tolist()
         mated_as += [g] * rest.size
-    stored = from_int8(to_int8(pool.vectors[rows]))  # what the gallery keeps: 128 int8 bytes a template
+    stored = from_int8(to_int8(pool.templates_from[rows]))  # what the gallery keeps: 128 int8 bytes a template
     gallery = GalleryMatrix([str(p) for p in chosen], np.array(owner), stored)
     non_mated = np.flatnonzero(~np.isin(pool.person, chosen))
     return Draw(Templates.build(gallery, use_mean), chosen, np.array(mated), np.array(mated_as), non_mated)
@@ -236,9 +243,9 @@ def run(args: Any) -> int:
 FRAME_BLOCKS = ((5, 0), (5, 5))  # (frames, offset) per cache: visits of 10 simulated frames
 
 
-def pool_of(data: Any, images: Any, frames: Sequence[Any] = ()) -> Pool:
-    """A pool from a data set's image encodings and its simulated frames (blocks of frames per image,
-    concatenated in order)."""
+def pool_of(data: Any, images: Any, frames: Sequence[Any] = (), enrol: Any = None) -> Pool:
+    """A pool from a data set's image encodings, its simulated frames (blocks of frames per image,
+    concatenated in order) and the image encodings enrolment makes (``enrol``; None: ``images``)."""
     person, _ = data.person_index()
     blocks = []
     for enc in frames:
@@ -246,12 +253,16 @@ def pool_of(data: Any, images: Any, frames: Sequence[Any] = ()) -> Pool:
         f = enc.vectors.reshape(len(data.paths), n, -1).copy()
         f[~(enc.ok & enc.found).reshape(len(data.paths), n)] = np.nan
         blocks.append(f)
-    return Pool(images.vectors, images.ok & images.found, person, np.concatenate(blocks, axis=1) if blocks else None)
+    return Pool(images.vectors, images.ok & images.found, person, np.concatenate(blocks, axis=1) if blocks else None,
+                None if enrol is None else enrol.vectors)
 
 
 def load_pool(root: Path, model: Path, aliases: dict[str, str] | None = None, threads: int = 2,
               progress: bool = True, seed: int = 0) -> tuple[Any, Pool]:
-    """(data set, pool) with the cached image encodings and ``FRAME_BLOCKS`` of simulated frames."""
+    """(data set, pool) with the cached image encodings, ``FRAME_BLOCKS`` of simulated frames, and the
+    image encodings enrolment makes (flip-averaged, ``FaceVerifier.flip_enrolment``): galleries are
+    enrolled from those, as the product enrols them, and probed with the plain ones, as the daemon
+    encodes frames."""
     from .encodings import default_cache, encode_dataset, load_dataset
 
     data = load_dataset(root, aliases)
@@ -262,7 +273,9 @@ def load_pool(root: Path, model: Path, aliases: dict[str, str] | None = None, th
                        model=model, frames=n, frame_offset=o, seed=seed, threads=threads, progress=progress)
         for n, o in FRAME_BLOCKS
     ]
-    return data, pool_of(data, images, frames)
+    enrol = encode_dataset(data, default_cache(root, f"{model.stem}-images-flip"), model=model, threads=threads,
+                           progress=progress, flip=True)
+    return data, pool_of(data, images, frames, enrol)
 
 
 def open_set(pool: Pool, seed: int = 0, sizes: Sequence[int] = SIZES, margin: float = 0.0, k: int = 3,

@@ -100,6 +100,23 @@ def test_open_set_on_real_photos(tiny: Path) -> None:
     assert "visit_photos_encoding" in res["rules"]
 
 
+def test_galleries_are_enrolled_as_the_product_enrols(tiny: Path) -> None:
+    """Open-set and door-simulation galleries are made from flip-averaged encodings (what
+    ``FaceVerifier.enroll`` stores), and probed with plain ones (what the daemon makes of a frame)."""
+    from edge_verify.match import squared_l2
+
+    data = load_dataset(tiny)
+    plain = encode_dataset(data, None, progress=False)
+    flipped = encode_dataset(data, None, progress=False, flip=True)
+    assert float(squared_l2(plain.vectors[0], flipped.vectors[:1])[0]) > 1e-3  # one photo, two encodings
+    pool = openset.pool_of(data, plain, enrol=flipped)
+    assert pool.templates_from is flipped.vectors and openset.pool_of(data, plain).templates_from is plain.vectors
+    draw = openset.draw_gallery(pool, 3, 1, np.random.default_rng(0), use_mean=False)
+    for t in draw.templates.vectors:
+        nearest_flipped = float(np.nanmin(squared_l2(t, flipped.vectors)))
+        assert nearest_flipped < 3e-3 and nearest_flipped < float(np.nanmin(squared_l2(t, plain.vectors)))
+
+
 def test_fnir_at_fpir() -> None:
     non_mated = np.array([0.5, 0.9, 1.2, np.inf, np.inf, np.inf, np.inf, np.inf, np.inf, np.inf])
     mated = np.array([0.3, 0.6, 1.0, np.inf])
