@@ -172,12 +172,15 @@ class FaceVerifier:
 
     # -- faces -----------------------------------------------------------------------------------------
     def process(self, image: ImageLike, only_ok: bool = False, max_faces: int | None = None,
-                detect_image: np.ndarray | None = None, flip: bool | None = None) -> FrameResult:
+                detect_image: np.ndarray | None = None, flip: bool | None = None,
+                encode: int | None = None) -> FrameResult:
         """Detect, check and encode the faces of an image (a path or a BGR array).
 
         ``detect_image`` is a smaller copy of the same frame (picamera2's ``lores`` stream): faces are
         found on it, then aligned, encoded and checked for liveness from the full-size ``image``.
-        ``flip`` overrides the embedder's flip averaging (``Embedder.embed``).
+        ``flip`` overrides the embedder's flip averaging (``Embedder.embed``). ``encode``: only the
+        first (largest) ``encode`` faces are encoded and checked for liveness; the others are still
+        returned, with their quality, for callers that only count them.
         """
         t0 = time.perf_counter()
         img = read_image(image) if not isinstance(image, np.ndarray) else image
@@ -192,9 +195,10 @@ class FaceVerifier:
         t3 = time.perf_counter()
         results = []
         live_s = 0.0
-        for face, crop in zip(faces, crops, strict=True):
+        for i, (face, crop) in enumerate(zip(faces, crops, strict=True)):
             q = assess(face, crop, self.quality_limits)
-            emb = self.embedder.embed(crop, flip) if (q.ok or not only_ok) else None
+            wanted = (q.ok or not only_ok) and (encode is None or i < encode)
+            emb = self.embedder.embed(crop, flip) if wanted else None
             live = None
             if self.liveness is not None and emb is not None:
                 tl = time.perf_counter()
@@ -221,7 +225,7 @@ class FaceVerifier:
 
     def main_face(self, image: ImageLike, require_quality: bool = False, flip: bool | None = None) -> FaceResult:
         """The main (largest) face of an image, encoded; raises NoFaceError when there is none."""
-        faces = self.process(image, max_faces=None, flip=flip).faces
+        faces = self.process(image, max_faces=None, flip=flip, encode=1).faces  # the others are only counted
         name = _name(image)
         if not faces:
             raise NoFaceError(f"{name}: no face found")

@@ -68,3 +68,18 @@ def test_enrolment_templates_are_flip_averaged_probes_are_not(verifier_factory: 
     plain_fv = verifier_factory(tmp_path / "plain", flip_enrolment=False)
     plain_fv.enroll("tony", [photo])
     assert float(squared_l2(probe, plain_fv.gallery.matrix().vectors[0][None])[0]) < 3e-3
+
+
+def test_only_the_main_face_is_encoded_when_one_is_wanted(verifier_factory: Any, tmp_path: Path) -> None:
+    from .conftest import LFW
+
+    fv = verifier_factory(tmp_path / "two")
+    two = LFW / "images" / "Alejandro_Toledo_0021.jpg"  # two faces
+    every = fv.process(two).faces
+    main = fv.process(two, encode=1).faces
+    assert len(every) == len(main) >= 2
+    assert all(f.embedding is not None for f in every)
+    assert main[0].embedding is not None and all(f.embedding is None for f in main[1:])
+    np.testing.assert_allclose(main[0].embedding, every[0].embedding, atol=1e-6)
+    assert [f.quality for f in main] == [f.quality for f in every]
+    np.testing.assert_allclose(fv.encode_one(two), every[0].embedding, atol=1e-6)
