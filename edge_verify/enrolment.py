@@ -117,8 +117,8 @@ def crowded(sizes: list[float]) -> int:
 def encode_photo(fv: FaceVerifier, image: ImageLike, label: str) -> np.ndarray:
     """The encoding of the one face of a photo: NoFaceError, ImageError (several faces of comparable size)
     or QualityError otherwise, each naming ``label``."""
-    # only the main face is encoded: the others are only measured
-    faces = fv.process(image, encode=1).faces
+    # encoded as FaceVerifier.enroll encodes (with the mirror image); the others are only measured
+    faces = fv.process(image, flip=fv.flip_enrolment, encode=1).faces
     if not faces:
         raise NoFaceError(f"{label}: no face found")
     if (n := crowded([f.face.size for f in faces])) > 1:

@@ -70,6 +70,19 @@ def test_enrolment_templates_are_flip_averaged_probes_are_not(verifier_factory: 
     assert float(squared_l2(probe, plain_fv.gallery.matrix().vectors[0][None])[0]) < 3e-3
 
 
+def test_new_person_enrolment_stores_flip_averaged_templates(verifier_factory: Any, tmp_path: Path) -> None:
+    """``enroll --new`` and the console's photo enrolment (``enrolment.enrol_new_person``) make templates
+    as ``FaceVerifier.enroll`` does: the photo and its mirror averaged."""
+    from edge_verify.enrolment import enrol_new_person
+
+    photo = lfw_photo("Tony_Blair", 18)
+    fv = verifier_factory(tmp_path / "new")
+    assert enrol_new_person(fv, "tony", [(photo, "a.jpg")]) == 1
+    template = fv.gallery.matrix().vectors[0]
+    assert float(squared_l2(fv.encode_one(photo, flip=True), template[None])[0]) < 3e-3
+    assert float(squared_l2(fv.encode_one(photo), template[None])[0]) > 1e-2
+
+
 def test_only_the_main_face_is_encoded_when_one_is_wanted(verifier_factory: Any, tmp_path: Path) -> None:
     from .conftest import LFW
 
