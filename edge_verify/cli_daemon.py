@@ -12,9 +12,8 @@ from typing import Any
 
 from . import config as config_mod
 from . import validate
-from .config import AT_END, CAMERA_TYPES, MODES, Config
+from .config import AT_END, CAMERA_TYPES, MODES, Config, parse_broker
 from .errors import ConfigError
-from .mqtt_client import parse_broker
 
 log = logging.getLogger(__name__)
 

@@ -348,6 +348,25 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_broker(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6addr]:port`` or a bare IPv6 address -> (host, port or None)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"--broker: expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a host name, or an IPv6 address without a port
+        host, port = text, ""
+    if not host:
+        raise ConfigError(f"--broker: no host in {text!r}")
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
+        raise ConfigError(f"--broker: port must be a number, got {port!r}")
+    return host, int(port) if port else None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
     import ipaddress

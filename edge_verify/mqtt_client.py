@@ -9,7 +9,6 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import MqttConfig
-from .errors import ConfigError
 
 
 def make_client(m: MqttConfig, client_id: str, will_topic: str, password: str | None) -> paho.Client:
@@ -22,22 +21,3 @@ def make_client(m: MqttConfig, client_id: str, will_topic: str, password: str | 
         c.tls_set(ca_certs=m.ca_file or None, certfile=m.cert_file or None, keyfile=m.key_file or None,
                   cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
     return c
-
-
-def parse_broker(text: str) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[v6addr]:port`` or a bare IPv6 address -> (host, port or None)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ConfigError(f"--broker: expected [IPv6]:PORT, got {text!r}")
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:  # a host name, or an IPv6 address without a port
-        host, port = text, ""
-    if not host:
-        raise ConfigError(f"--broker: no host in {text!r}")
-    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
-        raise ConfigError(f"--broker: port must be a number, got {port!r}")
-    return host, int(port) if port else None

@@ -110,14 +110,14 @@ def test_password_from_file_or_credentials_directory(tmp_path: Path, monkeypatch
      ("[::1]:1884", ("::1", 1884)), ("[fe80::1]", ("fe80::1", None)), ("::1", ("::1", None))],
 )
 def test_broker_override_forms(text: str, want: tuple[str, int | None]) -> None:
-    from edge_verify.mqtt_client import parse_broker
+    from edge_verify.config import parse_broker
 
     assert parse_broker(text) == want
 
 
 @pytest.mark.parametrize("bad", ["host:port", "[::1", "[::1]x", ":1883"])
 def test_bad_broker_override(bad: str) -> None:
-    from edge_verify.mqtt_client import parse_broker
+    from edge_verify.config import parse_broker
 
     with pytest.raises(ConfigError, match="--broker"):
         parse_broker(bad)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import parse_broker
 from ..errors import EdgeVerifyError
-from ..mqtt_client import parse_broker
 from . import config as door_config
 
 log = logging.getLogger(__name__)
