@@ -39,7 +39,7 @@ from . import events
 from .claims import ClaimError, parse_claim
 from .config import Config
 from .discovery import device_discovery
-from .mqtt_client import make_client
+from .mqtt_client import make_client, publish_offline
 from .outbox import Outbox
 from .signing import Signer
 
@@ -169,7 +169,7 @@ class MqttLink:
 
     def _make_client(self) -> paho.Client:
         m = self.cfg.mqtt
-        c = make_client(m, self.cfg.client_id, self.t_availability, self.cfg.password() if m.username else None)
+        c = make_client(m, self.cfg.client_id, self.t_availability)
         c.max_inflight_messages_set(m.max_inflight + 10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -416,11 +416,7 @@ class MqttLink:
             log.warning("stopping with %d unsent events kept in the outbox", self._unsent())
         client = self._client
         if client is not None and client.is_connected():
-            info = client.publish(self.t_availability, "offline", qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
+            publish_offline(client, self.t_availability)
         self._stopping.set()
         self._wake.set()
         if client is not None:

@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 
-from ..config import read_password
-from ..mqtt_client import make_client
+from ..mqtt_client import make_client, publish_offline
 from .config import REPLAY_FILE, DoorConfig
 from .gate import Gate, Verdict
 from .lock import ALARMS, Lock
@@ -87,8 +86,7 @@ class DoorController:
     # -- setup ----------------------------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         m = self.cfg.mqtt
-        c = make_client(m, self.cfg.client_id, self.t_availability,
-                        read_password(m.password_file) if m.username else None)
+        c = make_client(m, self.cfg.client_id, self.t_availability)
         c.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_message, c.on_connect_fail = self._on_message, self._on_connect_fail
@@ -248,11 +246,7 @@ class DoorController:
             self.lock.lock_now()
             if self.client.is_connected():
                 self.publish_lock()
-                info = self.client.publish(self.t_availability, "offline", qos=1, retain=True)
-                try:
-                    info.wait_for_publish(timeout=2.0)
-                except (RuntimeError, ValueError):
-                    pass
+                publish_offline(self.client, self.t_availability)
             self.client.disconnect()
             self.client.loop_stop()
         finally:
