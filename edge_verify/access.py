@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ScheduleError
+from .errors import ConfigError, ScheduleError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_INDEX = {d.lower(): i for i, d in enumerate(DAYS)}
@@ -223,6 +223,14 @@ def local_zone(name: str = "") -> tzinfo:
             return ZoneInfo.from_file(f, key="localtime")
     except (OSError, ValueError):
         return ZoneInfo("UTC")
+
+
+def configured_zone(name: str) -> tzinfo:
+    """:func:`local_zone` for the ``[access] timezone`` setting: a ConfigError that names the setting."""
+    try:
+        return local_zone(name)
+    except ScheduleError as e:
+        raise ConfigError(f"access.timezone: {e}") from None
 
 
 class TamperWatch:

@@ -106,13 +106,9 @@ def check_config(args: argparse.Namespace) -> int:
         return 0
     cfg = config_from_args(args)
     cfg.password()  # readable when named
-    from .access import local_zone
-    from .errors import ScheduleError
+    from .access import configured_zone
 
-    try:
-        local_zone(cfg.access.timezone)
-    except ScheduleError as e:
-        raise ConfigError(f"access.timezone: {e}") from None
+    configured_zone(cfg.access.timezone)
     state = cfg.state_path
     if state.exists() and not (state.is_dir() and os.access(state, os.W_OK | os.X_OK)):
         raise ConfigError(f"device.state_dir: not a writable directory: {state}")

@@ -36,7 +36,7 @@ from .camera import Frame
 from .claims import ClaimInbox
 from .config import Config
 from .decision import MISMATCH, SPOOF, UNKNOWN, DecisionWindow, Verdict, Vote, vote_for
-from .errors import ConfigError, EdgeVerifyError, EmptyGalleryError, ScheduleError, UnknownPersonError
+from .errors import EdgeVerifyError, EmptyGalleryError, UnknownPersonError
 from .eventsink import EventSink
 from .frametap import FrameTap
 from .match import Decision
@@ -115,10 +115,7 @@ class Gate:
         self.matcher = verifier.matcher(d.security, d.k, d.n, cfg.model.tau)
         self.window = DecisionWindow(d.k, d.n, d.window_s, d.cooldown_s, d.unknown_cooldown_s, cfg.device.mode,
                                      d.spoof_cooldown_s, confirm=self.matcher.confirm)
-        try:
-            self.zone = access.local_zone(a.timezone)
-        except ScheduleError as e:
-            raise ConfigError(f"access.timezone: {e}") from None
+        self.zone = access.configured_zone(a.timezone)
         self.tamper = access.TamperWatch(a.tamper_events, a.tamper_window_s) if a.tamper_events else None
         self.locked_until = 0.0
         self._frame_mono = (0.0, time.monotonic())  # (last frame ts, monotonic then)
