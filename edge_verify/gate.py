@@ -243,7 +243,7 @@ class Gate:
                     raise
                 vote = Vote(frame.ts, UNKNOWN, None, score)  # no one enrolled: every face is unknown
         latency["match"] = (time.perf_counter() - t) * 1000
-        self._decision = self._for_observers(vote, claim)
+        self._decision = self._for_observers(vote, claim) if self.tap.active else None  # only observers read it
         log.debug("frame %s: %r d=%s", frame.name, vote.label, vote.distance)
         return self.window.observe(vote)
 
