@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import security
 from .decision import Verdict
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 2
 EVENT_TYPES = ("granted", "denied", "unknown_face", "spoof", "tamper", "error")
-SECURITY_LEVELS = ("convenient", "balanced", "secure", "strict", "custom")
+SECURITY_LEVELS = (*security.SECURITY_LEVELS, "custom")  # "custom": an explicit tau
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
