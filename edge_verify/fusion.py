@@ -22,6 +22,7 @@ then ``confirm`` on the agreeing frames when its window reaches k.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Protocol
 
 import numpy as np
@@ -69,6 +70,11 @@ class Templates:
         order = np.argsort(owner, kind="stable")
         return cls(names, owner[order], np.ascontiguousarray(vectors[order], np.float32))
 
+    @cached_property
+    def _starts(self) -> np.ndarray:
+        """The first row of each person (rows are grouped by person): fixed once built."""
+        return np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
+
     @property
     def comparisons(self) -> int:
         """Comparisons per probe: the gallery size to derive tau with (``match.identify_point``)."""
@@ -80,8 +86,7 @@ class Templates:
         if not self.names:
             return np.zeros((p.shape[0], 0), np.float32)
         d = np.maximum(2.0 - 2.0 * (p @ self.vectors.T), 0.0)
-        starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
-        return np.minimum.reduceat(d, starts, axis=1).astype(np.float32)
+        return np.minimum.reduceat(d, self._starts, axis=1).astype(np.float32)
 
     def distances(self, probe: np.ndarray) -> np.ndarray:
         """The distance of one probe to each person (their nearest template, mean included)."""
