@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union, cast
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -300,11 +300,11 @@ class FaceVerifier:
     # -- decisions -------------------------------------------------------------------------------------
     def match(self, embedding: np.ndarray, claim: str | None = None, top_k: int = 1) -> Decision:
         """Decide for one encoding: verify against ``claim`` (1:1), or identify (1:N) without one."""
+        if self.security is not None:  # the matcher reads the gallery (and refuses an empty one) itself
+            return self._match_at_level(embedding, claim, top_k)
         m = self.gallery.matrix()
         if not m.names:
             raise EmptyGalleryError(_EMPTY)
-        if self.security is not None:
-            return self._match_at_level(embedding, claim, top_k)
         if claim is not None:
             idx = m.index(claim)
             if idx is None:
@@ -315,8 +315,6 @@ class FaceVerifier:
 
     def _match_at_level(self, embedding: np.ndarray, claim: str | None, top_k: int) -> Decision:
         """``match`` at the security level's tau for this gallery, as the daemon decides one frame."""
-        from .fusion import Fusion, confirm
-
         if self._level_matcher is None:
             assert self.security is not None
             self._level_matcher = self.matcher(self.security)
@@ -326,12 +324,10 @@ class FaceVerifier:
             idx = cur.matrix.index(claim)
             if idx is None:
                 raise UnknownPersonError(f"{claim.strip()!r} is not enrolled")
-            name, dist = cur.matrix.names[idx], float(d[idx])
-            return Decision(dist < cur.claim_tau, name, dist, cur.claim_tau, [(name, dist)])
+            return decide_verify(d[idx:idx + 1], cur.matrix.names[idx], cur.claim_tau)
         order = np.argsort(d, kind="stable")
         candidates = [(cur.templates.names[i], float(d[i])) for i in order[: max(1, top_k)]]
-        v = confirm(embedding[None, :], int(order[0]), cur.templates, cur.tau, self.manifest.margin,
-                    cast(Fusion, self.manifest.fusion))
+        v = self._level_matcher.confirm_encodings(cur, embedding[None, :], int(order[0]))
         if v.accepted:
             return Decision(True, v.person, v.distance, cur.tau, candidates)
         return Decision(False, None, v.distance, cur.tau, candidates, reason=v.reason)

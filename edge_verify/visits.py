@@ -25,7 +25,7 @@ import numpy as np
 
 from .decision import MISMATCH, UNKNOWN, Vote
 from .errors import EmptyGalleryError, UnknownPersonError
-from .fusion import Fusion, Templates, confirm, frame_vote
+from .fusion import Fusion, Templates, VisitDecision, confirm, frame_vote
 from .match import OperatingPoint, claim_point, identify_point
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ class Matching:
     matrix: GalleryMatrix
     templates: Templates
     identify: OperatingPoint | None  # None with an explicit tau
-    claim: OperatingPoint | None
     tau: float  # identify mode
     claim_tau: float
     security: str  # the level, or "custom" for an explicit tau
@@ -74,12 +73,12 @@ class VisitMatcher:
             raise EmptyGalleryError("no one is enrolled yet: run `edge-verify enroll NAME PHOTO` first")
         templates = Templates.build(m)
         if self.explicit_tau is not None:
-            cur = Matching(m, templates, None, None, self.explicit_tau, self.explicit_tau, "custom")
+            cur = Matching(m, templates, None, self.explicit_tau, self.explicit_tau, "custom")
         else:
             points = self.manifest.operating_points
             ident = identify_point(points, self.level, templates.comparisons, self.k, self.n)
-            claim = claim_point(points, self.level, self.k, self.n)
-            cur = Matching(m, templates, ident, claim, ident.tau, claim.tau, self.level)
+            claim_tau = claim_point(points, self.level, self.k, self.n).tau
+            cur = Matching(m, templates, ident, ident.tau, claim_tau, self.level)
             if ident.extrapolated:
                 log.info("security %s: tau %.4f lies beyond the strictest calibrated point (extrapolated, on the "
                          "safe side)", self.level, ident.tau)
@@ -115,9 +114,13 @@ class VisitMatcher:
         frames = [v.embedding for v in votes if v.embedding is not None]
         if idx is None or not frames:  # the person was forgotten meanwhile
             return False, None, "no_match"
-        fusion = cast(Fusion, self.manifest.fusion)
-        v = confirm(np.stack(frames), idx, cur.templates, cur.tau, self.manifest.margin, fusion)
+        v = self.confirm_encodings(cur, np.stack(frames), idx)
         return v.accepted, v.distance, v.reason
+
+    def confirm_encodings(self, cur: Matching, encodings: np.ndarray, idx: int) -> VisitDecision:
+        """``fusion.confirm`` of encodings (one row per frame) that named person ``idx`` of ``cur``, with
+        the manifest's margin and fusion at the level's tau."""
+        return confirm(encodings, idx, cur.templates, cur.tau, self.manifest.margin, cast(Fusion, self.manifest.fusion))
 
 
 def loose_tau_warning(tau: float, manifest: Manifest, k: int = 1, n: int = 1, name: str = "model.tau") -> str | None:
