@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from . import __version__
 from .cli_daemon import tau_value
@@ -30,7 +30,7 @@ from .errors import (
     PresentationAttackError,
     QualityError,
 )
-from .security import DEFAULT_SECURITY, SECURITY_LEVELS, SecurityLevel
+from .security import DEFAULT_SECURITY, SECURITY_LEVELS
 
 log = logging.getLogger("edge_verify")
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q = psub.add_parser("check", help="pairs of enrolled people closer than the level's tau "
                         "(lookalikes, twins, one person enrolled twice); exit 1 if any")
-    q.add_argument("--level", choices=get_args(SecurityLevel), default=DEFAULT_SECURITY,
+    q.add_argument("--level", choices=SECURITY_LEVELS, default=DEFAULT_SECURITY,
                    help=f"security level whose identify tau is used (default {DEFAULT_SECURITY}); --tau overrides")
     q.add_argument("--json", action="store_true")
     _common(q)

@@ -110,11 +110,9 @@ class FaceDetector:
                 if backend == "litert":
                     raise
                 log.warning("LiteRT face detector unavailable (%s): using OpenCV's", exc)
-        path = Path(model_path) if model_path is not None else None
-        if path is None:
-            from .models import detector_path
+        from .models import detector_path
 
-            path = detector_path()
+        path = Path(model_path) if model_path is not None else detector_path()
         if not path.is_file():
             raise ModelError(f"face detector model not found: {path}")
         self.model_path = path
@@ -127,7 +125,6 @@ class FaceDetector:
 
         manifest = resolve_detector(model_path)
         self.model_path = manifest.model_path
-        self.manifest_name = manifest.name
         return LiteRTYuNet(manifest.model_path, score_threshold, nms_threshold, top_k, num_threads)
 
     @property

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_verify import signing
 
     device_key = signing.Signer.load_or_create(state)  # the key the daemon will sign with (made at its first start)
-    keys = {device_key.key_id: signing.public_key_from_b64(device_key.public_b64())}
+    keys = {device_key.key_id: device_key.public}
     print(f"device key {device_key.key_id} (edge-verify keys show: {device_key.public_b64()})", flush=True)
     make_camera(args.samples, work / "camera")
     (work / "config.toml").write_text(f"""
