@@ -77,6 +77,25 @@ def open_interpreter(path: Path, num_threads: int | None, what: str) -> tuple[An
     return interp, runtime, threads
 
 
+def quantize(x: np.ndarray, dtype: np.dtype[Any], q: tuple[float, int]) -> np.ndarray:
+    """Values as a model input of ``dtype``: ``round(x / scale + zero_point)`` clipped to the integer
+    range for a quantized input (``q`` = (scale, zero point)), else the values as they are."""
+    x = x.astype(np.float32)
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero = q
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, dtype: np.dtype[Any], q: tuple[float, int]) -> np.ndarray:
+    """A model output of ``dtype`` as float32: ``(y - zero_point) * scale`` when it is quantized."""
+    if dtype.kind == "f":
+        return y.astype(np.float32)
+    scale, zero = q
+    return (y.astype(np.float32) - zero) * scale
+
+
 class Embedder:
     """One TFLite encoder; ``embed`` is thread-safe (calls are serialised).
 
@@ -106,31 +125,17 @@ class Embedder:
     def dtype(self) -> str:
         return self._in_dtype.name
 
-    def _quantize(self, crop: np.ndarray) -> np.ndarray:
-        x = crop.astype(np.float32)
-        if self._in_dtype.kind == "f":
-            return x.astype(self._in_dtype)
-        scale, zero = self._in_q
-        info = np.iinfo(self._in_dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in_dtype)
-
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self._out_dtype.kind == "f":
-            return y.astype(np.float32)
-        scale, zero = self._out_q
-        return (y.astype(np.float32) - zero) * scale
-
     def run(self, crop: np.ndarray) -> np.ndarray:
         """The model's raw output for one BGR uint8 crop of its input size, dequantised to float32
         (an encoder's unnormalised encoding, a classifier's logits)."""
         if crop.shape[:2] != self.input_size[::-1] or crop.ndim != 3:
             raise ValueError(f"expected a {self.input_size[0]}x{self.input_size[1]} BGR crop, got {crop.shape}")
-        x = self._quantize(crop)[None]
+        x = quantize(crop, self._in_dtype, self._in_q)[None]
         with self._lock:
             self._tfl.set_tensor(self._in_index, x)
             self._tfl.invoke()
             y = self._tfl.get_tensor(self._out_index)[0].copy()
-        return self._dequantize(y)
+        return dequantize(y, self._out_dtype, self._out_q)
 
     def embed(self, crop: np.ndarray, flip: bool | None = None) -> np.ndarray:
         """The L2-normalised encoding of one aligned BGR uint8 crop; ``flip`` (default: the embedder's

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import open_interpreter
+from .embed import dequantize, open_interpreter, quantize
 from .errors import ModelError
 
 STRIDES = (8, 16, 32)
@@ -123,13 +123,7 @@ class LiteRTYuNet:
     def _input(self, image: np.ndarray, width: int, height: int) -> np.ndarray:
         h, w = image.shape[:2]
         x = np.zeros((1, height, width, 3), self._in_dtype)
-        if self._in_dtype.kind == "f":
-            x[0, :h, :w] = image
-        else:  # full-integer input: q = pixel / scale + zero_point (scale 1, zero point -128 for ours)
-            scale, zero = self._in_q
-            info = np.iinfo(self._in_dtype)
-            q = np.round(image.astype(np.float32) / scale + zero)
-            x[0, :h, :w] = np.clip(q, info.min, info.max)
+        x[0, :h, :w] = quantize(image, self._in_dtype, self._in_q)  # a float model takes the pixels as they are
         return x
 
     def _resize(self, width: int, height: int) -> None:
@@ -143,9 +137,8 @@ class LiteRTYuNet:
         self._size = (width, height)
 
     def _value(self, name: str) -> np.ndarray:
-        index, (scale, zero), dtype = self._outputs[name]
-        y = self._tfl.get_tensor(index)
-        return y.astype(np.float32) if dtype.kind == "f" else (y.astype(np.float32) - zero) * scale
+        index, q, dtype = self._outputs[name]
+        return dequantize(self._tfl.get_tensor(index), dtype, q)
 
     def run(self, image: np.ndarray) -> np.ndarray:
         """Faces of a BGR uint8 image at its own size: (N, 15) rows, best score first."""
