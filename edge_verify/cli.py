@@ -213,7 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         d = fv.verify(args.claim, args.image)
     except PresentationAttackError as exc:
-        _print_attack(args, args.image, exc, fv.tau)
+        _print_attack(args, args.image, exc, fv.decision_tau(claim=True))
         return EXIT_NO
     if args.json:
         print(json.dumps({"path": args.image, **d.to_dict()}))
@@ -230,7 +230,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         try:
             d = fv.identify(path, top_k=args.top_k)
         except PresentationAttackError as exc:
-            _print_attack(args, path, exc, fv.tau)
+            _print_attack(args, path, exc, fv.decision_tau())
             status = EXIT_NO if status == EXIT_OK else status
             continue
         except (ImageError, NoFaceError) as exc:

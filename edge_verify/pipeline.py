@@ -313,12 +313,27 @@ class FaceVerifier:
         best = best_per_person(squared_l2(embedding, m.vectors), m.owner, len(m.names))
         return decide_identify(best, m.names, self.tau, top_k)
 
-    def _match_at_level(self, embedding: np.ndarray, claim: str | None, top_k: int) -> Decision:
-        """``match`` at the security level's tau for this gallery, as the daemon decides one frame."""
+    def _level(self) -> VisitMatcher:
         if self._level_matcher is None:
             assert self.security is not None
             self._level_matcher = self.matcher(self.security)
-        cur = self._level_matcher.matching()
+        return self._level_matcher
+
+    def decision_tau(self, claim: bool = False) -> float:
+        """The tau ``match`` decides with: the security level's for this gallery (1:1 when ``claim``,
+        else 1:N), else ``tau``; ``tau`` too while no one is enrolled."""
+        if self.security is None:
+            return self.tau
+        try:
+            cur = self._level().matching()
+        except EmptyGalleryError:
+            return self.tau
+        return cur.claim_tau if claim else cur.tau
+
+    def _match_at_level(self, embedding: np.ndarray, claim: str | None, top_k: int) -> Decision:
+        """``match`` at the security level's tau for this gallery, as the daemon decides one frame."""
+        level = self._level()
+        cur = level.matching()
         d = cur.templates.distances(embedding)
         if claim is not None:
             idx = cur.matrix.index(claim)
@@ -327,7 +342,7 @@ class FaceVerifier:
             return decide_verify(d[idx:idx + 1], cur.matrix.names[idx], cur.claim_tau)
         order = np.argsort(d, kind="stable")
         candidates = [(cur.templates.names[i], float(d[i])) for i in order[: max(1, top_k)]]
-        v = self._level_matcher.confirm_encodings(cur, embedding[None, :], int(order[0]))
+        v = level.confirm_encodings(cur, embedding[None, :], int(order[0]))
         if v.accepted:
             return Decision(True, v.person, v.distance, cur.tau, candidates)
         return Decision(False, None, v.distance, cur.tau, candidates, reason=v.reason)

@@ -185,6 +185,10 @@ def test_cli_verify_identify_embed_on_live_and_attack(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in p.stdout.splitlines()]
     assert rows[0]["person"] == "p2" and rows[1]["accepted"] is False
     assert rows[1]["liveness"]["live"] is False and "presentation attack" in rows[1]["reason"]
+    assert rows[1]["tau"] == rows[0]["tau"]  # the tau the level decides with, an attack or not
+    claims = [json.loads(_ev("verify", "--json", "--claim", "p2", img, state=state).stdout)
+              for img in (LIVE[1], ATTACK[0])]
+    assert claims[1]["accepted"] is False and claims[1]["tau"] == claims[0]["tau"]
     p = _ev("embed", LIVE[1], ATTACK[1], state=state)
     faces = [json.loads(line)["faces"][0] for line in p.stdout.splitlines()]
     assert [f["liveness"]["live"] for f in faces] == [True, False]
