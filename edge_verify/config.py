@@ -37,7 +37,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 AT_END: tuple[str, ...] = get_args(AtEnd)
 SNAPSHOTS: tuple[str, ...] = get_args(Snapshots)
 
-_QUALITY = QualityThresholds()  # the quality gate's defaults live in quality.py, and only there
+_QUALITY = QualityThresholds()  # the quality gate's defaults live in thresholds.py, and only there
 
 
 def _f(default: Any, *, min: float | None = None, gt: float | None = None, max: float | None = None,
