@@ -367,14 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def update_manifest(model: Path, cal: dict[str, Any]) -> Path:
     """The calibrated fusion and margin into the manifest beside ``model``, atomically."""
+    from converter.evaluate import write_json_atomic
+
     path = model.with_suffix(".json")
     data = json.loads(path.read_text())
     data["decision"] = {"fusion": cal["fusion"], "margin": cal["margin"],
                         "source": f"python -m bench.door_sim --update-manifest: {cal['margin_rule']}, fusion with "
                                   "the lowest FNIR at FPIR 1e-3; LFW folds 1-5, N = 100, 10-frame visits"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, data)
     return path
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from converter.evaluate import EvaluateError, Progress
+from converter.evaluate import EvaluateError, Progress, write_json_atomic
 from edge_verify.imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -296,9 +296,7 @@ def update_manifest_fields(fields: dict[str, Any], manifest: Path | None = None)
     except (OSError, ValueError) as exc:
         raise PadError(f"{path}: cannot read the liveness manifest: {exc}") from None
     data.update(fields)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, data)
     return path
 
 
