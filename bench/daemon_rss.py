@@ -21,18 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.run import REPO, result_args, write_result
+from bench.run import REPO, proc_status_kib, result_args, write_result
 
 GOAL_MB = 150.0
-
-
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            out[key] = int(value.split()[0])  # kB
-    return out
 
 
 def _free_port() -> int:
@@ -90,7 +81,7 @@ level = "WARNING"
                 if now - used < 0.2:
                     break
                 used = now
-            st = _status(proc.pid)
+            st = proc_status_kib(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)

@@ -106,12 +106,10 @@ def graph_facts(path: Path, size: tuple[int, int] | None = None) -> dict[str, An
 
 def _vm() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MiB."""
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            key, value = line.split(":", 1)
-            fields[key] = int(value.split()[0]) / 1024.0
-    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+    from bench.run import proc_status_kib
+
+    fields = proc_status_kib()
+    return round(fields["VmRSS"] / 1024.0, 1), round(fields["VmHWM"] / 1024.0, 1)
 
 
 def rss_worker(threads: int, backend: DetectorBackend) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared"))
 
-from bench.run import RESULTS, write_result  # noqa: E402
+from bench.run import RESULTS, proc_status_kib, write_result  # noqa: E402
 
 LFW = SHARED / "data" / "lfw" / "images"
 CAMERA_PERSON = "Gerhard_Schroeder"
@@ -80,11 +80,7 @@ def _state(state: Path, people: int, events: int) -> None:
 
 
 def _rss(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
+    return {k: round(v / 1024, 1) for k, v in proc_status_kib(pid).items()}
 
 
 class Client:
