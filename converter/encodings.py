@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,11 +242,3 @@ def default_cache(root: Path, tag: str) -> Path:
     env = os.environ.get("EDGE_VERIFY_CACHE")
     base = Path(env) if env else Path.home() / ".cache" / "edge-verify" / "encodings"
     return base / f"{Path(root).name}-{tag}.npz"
-
-
-def subsets(persons: Sequence[str], min_images: int) -> list[str]:
-    """People with at least ``min_images`` images."""
-    counts: dict[str, int] = {}
-    for p in persons:
-        counts[p] = counts.get(p, 0) + 1
-    return sorted(p for p, c in counts.items() if c >= min_images)
