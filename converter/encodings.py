@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_verify.imageio import IMAGE_SUFFIXES
+from edge_verify.imageio import IMAGE_SUFFIXES, read_image
 
 from . import lfw
 from .errors import ConverterError
@@ -171,12 +171,6 @@ class ProductEncoder:
         return result.embedding, bool(result.quality.ok), True
 
 
-def _read(path: Path) -> np.ndarray:
-    from edge_verify.imageio import read_image
-
-    return read_image(path)
-
-
 def encode_dataset(
     data: DataSet,
     cache: Path | None = None,
@@ -186,7 +180,7 @@ def encode_dataset(
     frame_offset: int = 0,
     threads: int = 2,
     progress: bool = True,
-    reader: Callable[[Path], np.ndarray] = _read,
+    reader: Callable[[Path], np.ndarray] = read_image,
     flip: bool = False,
 ) -> Encodings:
     """Encodings of every image (``frames == 0``) or of ``frames`` simulated frames per image (rows
