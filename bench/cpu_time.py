@@ -31,7 +31,6 @@ from converter.lfw import shared_dir  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from edge_verify.detect import FaceDetector
     from edge_verify.imageio import read_image
 
     p = argparse.ArgumentParser(prog="python -m bench.cpu_time", description=__doc__.split("\n\n")[0])
@@ -42,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv2.setNumThreads(1)
     frames = make_frames([read_image(f) for f in pick_images(shared_dir() / "data" / "lfw" / "images", args.photos)])
     gallery = pl.Gallery(1000)
-    cv2det = pl.ProductPipeline(args.model, 1, gallery, "product_cv2det")
-    cv2det.verifier.detector = FaceDetector(backend="opencv", max_side=pl.DETECT_MAX_SIDE)
+    cv2det = pl.ProductPipeline(args.model, 1, gallery, "product_cv2det", backend="opencv")
     pipes: dict[str, pl.ProductPipeline | pl.OpenCVPipeline] = {
         "product": pl.ProductPipeline(args.model, 1, gallery),
         "product_cv2det": cv2det,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,24 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.run import REPO, result_args, write_result
+from bench.run import REPO, proc_status_kib, result_args, write_result
+from tests.broker import Broker, find_mosquitto
 
 GOAL_MB = 150.0
-
-
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            out[key] = int(value.split()[0])  # kB
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def measure(frames: int, threads: int) -> dict[str, Any]:
@@ -51,17 +35,8 @@ def measure(frames: int, threads: int) -> dict[str, Any]:
         cam.mkdir()
         for i, p in enumerate(photos):
             (cam / f"{i:05d}_{p.name}").symlink_to(p)
-        broker = None
-        sbin = Path("/usr/sbin/mosquitto")
-        mosquitto = shutil.which("mosquitto") or (str(sbin) if sbin.exists() else None)
-        mqtt = "enabled = false"
-        if mosquitto:
-            port = _free_port()
-            (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                                         f"user {os.environ.get('USER', 'root')}\n")
-            broker = subprocess.Popen([mosquitto, "-c", str(work / "m.conf")], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            mqtt = f'host = "127.0.0.1"\nport = {port}'
+        broker = Broker(work / "broker").start() if find_mosquitto() else None
+        mqtt = f'host = "{broker.host}"\nport = {broker.port}' if broker is not None else "enabled = false"
         (work / "c.toml").write_text(f"""
 [device]
 id = "rss"
@@ -90,14 +65,13 @@ level = "WARNING"
                 if now - used < 0.2:
                     break
                 used = now
-            st = _status(proc.pid)
+            st = proc_status_kib(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
             if broker is not None:
-                broker.terminate()
-                broker.wait(10)
-    return {"frames": len(photos), "threads": threads, "mqtt": bool(mosquitto), "liveness": True,
+                broker.stop()
+    return {"frames": len(photos), "threads": threads, "mqtt": broker is not None, "liveness": True,
             "peak_rss_mb": round(st["VmHWM"] / 1024, 1), "rss_mb": round(st["VmRSS"] / 1024, 1),
             "goal_mb": GOAL_MB, "goal_met": st["VmHWM"] / 1024 <= GOAL_MB}
 

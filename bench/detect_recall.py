@@ -43,7 +43,7 @@ def run_set(items: Iterable[tuple[np.ndarray, Any, str]], dets: dict[str, Any]) 
     """One record per image: per backend faces found, time, hit (a face with IoU >= 0.5 with the known
     box, when there is one), and the agreement of the two backends' faces."""
     from converter.faces import pick_subject
-    from converter.scenes import iou
+    from converter.scenes import iou, match_faces
 
     records = []
     for image, truth, group in items:
@@ -59,12 +59,7 @@ def run_set(items: Iterable[tuple[np.ndarray, Any, str]], dets: dict[str, Any]) 
                 rec[f"{name}_hit"] = any(iou(f.bbox, truth) >= HIT_IOU for f in faces)
             else:
                 rec[f"{name}_hit"] = pick_subject(faces, image.shape) is not None
-        ious, marks = [], []
-        for ref in found.get("opencv", []) if "litert" in found else []:
-            best = max(found["litert"], key=lambda f: iou(f.bbox, ref.bbox), default=None)
-            ious.append(0.0 if best is None else iou(best.bbox, ref.bbox))
-            if best is not None:
-                marks.append(float(np.abs(best.landmarks - ref.landmarks).max() / ref.bbox[2]))
+        ious, marks = match_faces(found["litert"], found.get("opencv", [])) if "litert" in found else ([], [])
         rec["iou"], rec["landmark_err"] = ious, marks
         records.append(rec)
     return records

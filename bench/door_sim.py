@@ -38,17 +38,15 @@ from typing import Any
 import numpy as np
 
 from converter import allpairs, lfw, openset
-from converter.openset import Pool, load_pool
+from converter.openset import Pool, load_pool, photo_visit
 from edge_verify.fusion import FUSIONS, Fusion, Templates, decide_visit
 from edge_verify.gallery import GalleryMatrix
 from edge_verify.match import OperatingPoints, from_int8, identify_point, to_int8
 from edge_verify.security import SECURITY_LEVELS
 
 from .door_report import compact, format_summary, goals, summary_rows
+from .run import DEFAULT_MODEL, RESULTS
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
-DEFAULT_MODEL = REPO / "edge_verify" / "models" / "sface_int8.tflite"
 K, N_FRAMES = 3, 5
 YALE_ENROL = ("_P00A+000E+00", "_P00A+005E+10", "_P00A-005E+10")  # front-lit photos, the first for one-shot
 YALE_VISITS = 8
@@ -160,7 +158,7 @@ def draw_scene(people: People, size: int, rng: np.random.Generator, enrol: int =
             visits.append(pool.frames[r])
             labels.append((g, "frames", where(p, r), -1))
         if src[p] == "lfw" and rest.size >= K:
-            visits.append(_photos(pool, rest[:N_FRAMES]))
+            visits.append(photo_visit(pool, rest[:N_FRAMES]))
             labels.append((g, "photos", "lfw", -1))
     enrolled = set(chosen.tolist())
     for p, rows in enumerate(images):
@@ -170,19 +168,13 @@ def draw_scene(people: People, size: int, rng: np.random.Generator, enrol: int =
             visits.append(pool.frames[r])
             labels.append((-1, "frames", where(p, r), p))
         if src[p] == "lfw" and rows.size >= K:
-            visits.append(_photos(pool, rows[:N_FRAMES]))
+            visits.append(photo_visit(pool, rows[:N_FRAMES]))
             labels.append((-1, "photos", "lfw", p))
     stored = from_int8(to_int8(pool.templates_from[enrol_rows]))  # enrolled as the product enrols (flip)
     gallery = GalleryMatrix([people.names[p] for p in chosen], np.array(owner), stored)
     expected, kind, source, strangers = zip(*labels, strict=True)
     return Scene(gallery, Templates.build(gallery), visits, np.array(expected), np.array(kind), np.array(source),
                  np.array(strangers), people.names)
-
-
-def _photos(pool: Pool, rows: np.ndarray) -> np.ndarray:
-    v = pool.vectors[rows].copy()
-    v[~pool.usable[rows]] = np.nan
-    return v
 
 
 @dataclass(frozen=True)
@@ -367,14 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def update_manifest(model: Path, cal: dict[str, Any]) -> Path:
     """The calibrated fusion and margin into the manifest beside ``model``, atomically."""
+    from converter.evaluate import write_json_atomic
+
     path = model.with_suffix(".json")
     data = json.loads(path.read_text())
     data["decision"] = {"fusion": cal["fusion"], "margin": cal["margin"],
                         "source": f"python -m bench.door_sim --update-manifest: {cal['margin_rule']}, fusion with "
                                   "the lowest FNIR at FPIR 1e-3; LFW folds 1-5, N = 100, 10-frame visits"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, data)
     return path
 
 

@@ -22,18 +22,13 @@ import numpy as np
 
 GOAL_MS_PER_FACE = 3.0
 GOAL_FRAME_INCREASE = 0.15
-DETECT_MAX_SIDE = 320  # the daemon's default quality.detect_max_side, as the main bench
-
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, np.float64)
-    return {"median": round(float(np.median(a)), 3), "p95": round(float(np.percentile(a, 95)), 3), "n": int(a.size)}
-
 
 def measure(frames: Sequence[np.ndarray], threads: int = 2, repeat: int = 5) -> dict[str, Any]:
     """Per-face liveness ms and per-frame ms with liveness off/on, medians over ``repeat`` passes."""
     import cv2
 
+    from bench.pipelines import DETECT_MAX_SIDE  # the daemon's default quality.detect_max_side, as the main bench
+    from bench.run import stats
     from edge_verify.detect import FaceDetector
     from edge_verify.liveness import LivenessChecker
     from edge_verify.pipeline import FaceVerifier
@@ -62,7 +57,7 @@ def measure(frames: Sequence[np.ndarray], threads: int = 2, repeat: int = 5) -> 
             frame_on.append((time.perf_counter() - t1) * 1000)
     res: dict[str, Any] = {
         "threads": threads, "faces": len(faces), "repeat": repeat, "runner": checker.models[0].runner.interpreter,
-        "ms_per_face": _stats(per_face), "frame_ms_off": _stats(frame_off), "frame_ms_on": _stats(frame_on)}
+        "ms_per_face": stats(per_face), "frame_ms_off": stats(frame_off), "frame_ms_on": stats(frame_on)}
     res["frame_increase"] = round(res["frame_ms_on"]["median"] / res["frame_ms_off"]["median"] - 1.0, 4)
     return res
 

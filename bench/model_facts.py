@@ -106,12 +106,10 @@ def graph_facts(path: Path, size: tuple[int, int] | None = None) -> dict[str, An
 
 def _vm() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MiB."""
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            key, value = line.split(":", 1)
-            fields[key] = int(value.split()[0]) / 1024.0
-    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+    from bench.run import proc_status_kib
+
+    fields = proc_status_kib()
+    return round(fields["VmRSS"] / 1024.0, 1), round(fields["VmHWM"] / 1024.0, 1)
 
 
 def rss_worker(threads: int, backend: DetectorBackend) -> dict[str, Any]:
@@ -128,7 +126,7 @@ def rss_worker(threads: int, backend: DetectorBackend) -> dict[str, Any]:
     t0 = time.perf_counter()
     import cv2
 
-    import edge_verify.pipeline
+    import edge_verify.pipeline  # noqa: F401  (imported for the memory it takes)
 
     mark("import edge_verify (cv2, LiteRT)", t0)
     from edge_verify.align import align_face
@@ -155,10 +153,6 @@ def rss_worker(threads: int, backend: DetectorBackend) -> dict[str, Any]:
     t0 = time.perf_counter()
     enc.embed(crop)
     mark("first encoding", t0)
-    try:
-        import edge_verify.liveness  # noqa: F401  (another branch adds it; measured here once merged)
-    except ImportError:
-        stages.append({"stage": "liveness models", "note": "edge_verify.liveness is not in this tree"})
     return {"threads": threads, "backend": backend, "faces_found": len(faces), "stages": stages}
 
 

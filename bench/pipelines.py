@@ -22,6 +22,7 @@ import numpy as np
 
 from converter.evaluate import centre_crop
 from converter.faces import pick_subject
+from edge_verify.detect import DetectorBackend
 from edge_verify.match import l2_normalize
 
 Stages = dict[str, float]
@@ -65,13 +66,14 @@ class ProductPipeline:
     """The product's own per-frame path: ``FaceVerifier.process`` (its stage timings), then a 1:N match."""
 
     def __init__(
-        self, model: Path, threads: int, gallery: Gallery, name: str = "product", max_side: int | None = None
+        self, model: Path, threads: int, gallery: Gallery, name: str = "product", max_side: int | None = None,
+        backend: DetectorBackend = "auto",
     ) -> None:
         from edge_verify.detect import FaceDetector
         from edge_verify.pipeline import FaceVerifier
 
         self.name, self.threads, self.gallery = name, threads, gallery
-        self.detector = FaceDetector(max_side=max_side or DETECT_MAX_SIDE, num_threads=threads)
+        self.detector = FaceDetector(max_side=max_side or DETECT_MAX_SIDE, num_threads=threads, backend=backend)
         self.verifier = FaceVerifier(model, num_threads=threads, detector=self.detector)
         self.embedder = self.verifier.embedder
         self.runner = (

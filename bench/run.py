@@ -51,6 +51,16 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def proc_status_kib(pid: int | str = "self") -> dict[str, int]:
+    """VmHWM and VmRSS (kB) of a process from /proc/PID/status, in the file's order."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0])
+    return out
+
+
 def write_result(res: dict[str, Any], out_dir: Path, name: str, table: str) -> Path:
     """Print ``table`` and write ``res`` as OUT_DIR/NAME.json (the bench modules' result files)."""
     print(table)

@@ -35,21 +35,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGE_VERIFY_SHARED", REPO.parent / "shared"))
 
-from bench.run import RESULTS, write_result  # noqa: E402
+from bench.run import RESULTS, proc_status_kib, write_result  # noqa: E402
+from tests.broker import free_port  # noqa: E402
 
 LFW = SHARED / "data" / "lfw" / "images"
 CAMERA_PERSON = "Gerhard_Schroeder"
 PASSWORD = "bench password"
 PAGES = ("/people", "/events", "/events?type=granted&since=2020-01-01", "/health", "/api/events")
 GOAL_PAGE_MS, GOAL_RSS_MB, GOAL_ENROL_S = 200.0, 80.0, 10.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _state(state: Path, people: int, events: int) -> None:
@@ -80,11 +73,7 @@ def _state(state: Path, people: int, events: int) -> None:
 
 
 def _rss(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
+    return {k: round(v / 1024, 1) for k, v in proc_status_kib(pid).items()}
 
 
 class Client:
@@ -122,7 +111,7 @@ def bench_console(people: int, events: int, repeat: int) -> dict[str, Any]:
     with TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         _state(state, people, events)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen([sys.executable, "-m", "edge_verify", "web", "--state-dir", str(state), "--listen",
                                  f"127.0.0.1:{port}"], env=env, stderr=subprocess.PIPE)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import tau_from_sorted
+
 REPORT_FMRS = (1e-3, 1e-4, 1e-5, 1e-6)
 MANIFEST_FMRS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 TAIL = 1e-2  # impostor pairs kept with their people (for the bootstrap): this share, the lowest
@@ -111,8 +113,7 @@ def all_pairs(vectors: np.ndarray, person: np.ndarray, people: Sequence[str], ta
 
 def tau_at_fmr(impostor_sorted: np.ndarray, fmr: float) -> float:
     """The largest tau accepting at most floor(fmr * I) impostor pairs (``metrics.tau_at_far``'s rule)."""
-    k = int(np.floor(fmr * impostor_sorted.size + 1e-9))
-    return float("inf") if k >= impostor_sorted.size else float(impostor_sorted[k])
+    return tau_from_sorted(impostor_sorted, fmr)
 
 
 def fmr_at(impostor_sorted: np.ndarray, tau: float) -> float:
@@ -192,12 +193,12 @@ def report(
 
 def manifest_points(pd: PairDistances, fmrs: Sequence[float] = MANIFEST_FMRS) -> list[dict[str, Any]]:
     """The calibrated (FMR, tau) points the manifest keeps (``edge_verify.match.OperatingPoints``)."""
-    return [
-        {"fmr": f, "tau": round(tau_at_fmr(pd.impostor, f), 6), "fnmr": round(fnmr_at(pd.genuine, tau_at_fmr(
-            pd.impostor, f)), 6), "impostor_pairs_under_tau": int(np.searchsorted(pd.impostor, tau_at_fmr(
-            pd.impostor, f), side="left"))}
-        for f in fmrs
-    ]
+    points = []
+    for f in fmrs:
+        tau = tau_at_fmr(pd.impostor, f)
+        points.append({"fmr": f, "tau": round(tau, 6), "fnmr": round(fnmr_at(pd.genuine, tau), 6),
+                       "impostor_pairs_under_tau": int(np.searchsorted(pd.impostor, tau, side="left"))})
+    return points
 
 
 def det_curve(pd: PairDistances, points: int = 400) -> tuple[np.ndarray, np.ndarray]:

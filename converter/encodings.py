@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_verify.imageio import IMAGE_SUFFIXES
+from edge_verify.imageio import IMAGE_SUFFIXES, read_image
 
 from . import lfw
 from .errors import ConverterError
@@ -171,12 +171,6 @@ class ProductEncoder:
         return result.embedding, bool(result.quality.ok), True
 
 
-def _read(path: Path) -> np.ndarray:
-    from edge_verify.imageio import read_image
-
-    return read_image(path)
-
-
 def encode_dataset(
     data: DataSet,
     cache: Path | None = None,
@@ -186,7 +180,7 @@ def encode_dataset(
     frame_offset: int = 0,
     threads: int = 2,
     progress: bool = True,
-    reader: Callable[[Path], np.ndarray] = _read,
+    reader: Callable[[Path], np.ndarray] = read_image,
     flip: bool = False,
 ) -> Encodings:
     """Encodings of every image (``frames == 0``) or of ``frames`` simulated frames per image (rows
@@ -242,11 +236,3 @@ def default_cache(root: Path, tag: str) -> Path:
     env = os.environ.get("EDGE_VERIFY_CACHE")
     base = Path(env) if env else Path.home() / ".cache" / "edge-verify" / "encodings"
     return base / f"{Path(root).name}-{tag}.npz"
-
-
-def subsets(persons: Sequence[str], min_images: int) -> list[str]:
-    """People with at least ``min_images`` images."""
-    counts: dict[str, int] = {}
-    for p in persons:
-        counts[p] = counts.get(p, 0) + 1
-    return sorted(p for p, c in counts.items() if c >= min_images)

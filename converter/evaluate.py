@@ -439,10 +439,16 @@ def update_manifest(model: Path, tau: float, far: float, source: str, extra: dic
     if not math.isfinite(tau):
         raise EvaluateError(f"tau at FAR {far:g} is unbounded: too few impostor pairs")
     data.update({"tau": round(tau, 6), "tau_far": far, "tau_source": source, **(extra or {})})
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(manifest)
+    write_json_atomic(manifest, data)
     return manifest
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON (and a newline) into ``path``, atomically: written beside it as
+    ``<name>.tmp``, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 # ---------------------------------------------------------------- main

@@ -102,6 +102,39 @@ def keras_embed(model: Any, crops: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def rewrite_checked(model: Any) -> tuple[Any, int]:
+    """``converter.quantize.rewrite_prelu`` of ``model`` (its error as an ExportError): (model, PReLUs rewritten)."""
+    from converter.quantize import QuantizeError, rewrite_prelu
+
+    try:
+        return rewrite_prelu(model)
+    except QuantizeError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def rewrite_diff(conv_model: Any, crops: np.ndarray, ref: np.ndarray) -> float:
+    """Largest absolute difference between the rewritten model's outputs on the first 8 ``crops`` and ``ref``
+    (the original model's outputs, compared in ref's dtype); an ExportError above 1e-3."""
+    d = float(np.abs(keras_embed(conv_model, crops[:8]).astype(ref.dtype) - ref[:8]).max())
+    if d > 1e-3:
+        raise ExportError(f"PReLU rewrite changed the float output by {d:.2g}")
+    return d
+
+
+def time_per_face(report: dict[str, Any], out: Path, float_content: bytes, crops: np.ndarray,
+                  with_float: bool = True) -> None:
+    """Record ms per face of ``out`` (and, with ``with_float``, of the fp32 model) at 1 and 2 threads in ``report``."""
+    from converter.quantize import benchmark
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fpath = Path(tmp) / "float.tflite"
+        fpath.write_bytes(float_content)
+        for threads in (1, 2):
+            report[f"ms_per_face_{threads}t"] = round(benchmark(str(out), crops, threads), 2)
+            if with_float:
+                report[f"float_ms_per_face_{threads}t"] = round(benchmark(str(fpath), crops, threads), 2)
+
+
 def convert(model: Any, calib: np.ndarray | None, range_mode: str = "minmax") -> bytes:
     """TFLite flatbuffer of ``model``: fp32 when ``calib`` is None, else full-integer int8.
 
@@ -230,7 +263,7 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
            lfw_calib: int = 400, yaleb_calib: int = 0, flip: bool = False,
            range_mode: str = "p50") -> ExportResult:
     """Convert, check, validate and write ``out`` plus its manifest; returns what was written."""
-    from converter.quantize import QuantizeError, benchmark, delegate_partitions, rewrite_prelu
+    from converter.quantize import delegate_partitions
 
     model = fix_batch(load_keras(model_path))
     if len(model.outputs) != 1:
@@ -246,16 +279,10 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
 
     conv_model = model
     if rewrite:
-        try:
-            conv_model, n = rewrite_prelu(model)
-        except QuantizeError as exc:
-            raise ExportError(str(exc)) from None
+        conv_model, n = rewrite_checked(model)
         report["prelu_rewritten"] = n
         if n and len(val):
-            d = float(np.abs(keras_embed(conv_model, val[:8]) - ref[:8]).max())  # type: ignore[index]
-            report["rewrite_max_abs_diff"] = d
-            if d > 1e-3:
-                raise ExportError(f"PReLU rewrite changed the float output by {d:.2g}")
+            report["rewrite_max_abs_diff"] = rewrite_diff(conv_model, val, ref)  # type: ignore[arg-type]
 
     float_content = convert(conv_model, None)
     calibration: dict[str, Any]
@@ -340,13 +367,7 @@ def export(model_path: Path, out: Path, *, int8: bool = True, calib_dir: Path | 
     parts, n_ops = delegate_partitions(str(out))
     report["xnnpack"] = {"partitions": parts, "ops": n_ops}
     if bench and len(val):
-        with tempfile.TemporaryDirectory() as tmp:
-            fpath = Path(tmp) / "float.tflite"
-            fpath.write_bytes(float_content)
-            for threads in (1, 2):
-                report[f"ms_per_face_{threads}t"] = round(benchmark(str(out), val, threads), 2)
-                if int8:
-                    report[f"float_ms_per_face_{threads}t"] = round(benchmark(str(fpath), val, threads), 2)
+        time_per_face(report, out, float_content, val, with_float=int8)
     return ExportResult(out, manifest, report)
 
 

@@ -56,7 +56,7 @@ def calibration_frames(shared: Path, count: int = 200, seed: int = 0) -> np.ndar
 def agreement(candidate: Any, reference: Any, images: list[np.ndarray]) -> dict[str, Any]:
     """Faces found by two ``FaceDetector``s on the same images: images with a face by each, and for
     each reference face the best-overlapping candidate face (IoU, landmark error / face width)."""
-    from converter.scenes import iou
+    from converter.scenes import match_faces
 
     found = [0, 0]
     ious: list[float] = []
@@ -65,11 +65,9 @@ def agreement(candidate: Any, reference: Any, images: list[np.ndarray]) -> dict[
         a, b = candidate.detect(img), reference.detect(img)
         found[0] += bool(a)
         found[1] += bool(b)
-        for ref in b:
-            best = max(a, key=lambda f: iou(f.bbox, ref.bbox), default=None)
-            ious.append(0.0 if best is None else iou(best.bbox, ref.bbox))
-            if best is not None:
-                marks.append(float(np.abs(best.landmarks - ref.landmarks).max() / ref.bbox[2]))
+        img_ious, img_marks = match_faces(a, b)
+        ious += img_ious
+        marks += img_marks
     arr = np.asarray(ious) if ious else np.zeros(1)
     lm = np.asarray(marks) if marks else np.zeros(1)
     return {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,13 @@ from converter.export import (
     check_int8,
     convert,
     fix_batch,
+    keras_embed,
     load_keras,
+    rewrite_checked,
+    rewrite_diff,
     sha256_bytes,
     sidecar,
+    time_per_face,
 )
 from edge_verify.liveness import LIVE_CLASS, liveness_crop
 
@@ -89,13 +92,6 @@ def single_output(model: Any) -> Any:
     return model
 
 
-def keras_logits(model: Any, crops: np.ndarray) -> np.ndarray:
-    import keras
-
-    return np.concatenate([keras.ops.convert_to_numpy(model(crops[i:i + 1].astype(np.float32)))
-                           for i in range(len(crops))]).astype(np.float64)
-
-
 def tflite_logits(path: Path, crops: np.ndarray, threads: int = 1) -> np.ndarray:
     from edge_verify.embed import Embedder
 
@@ -126,7 +122,7 @@ def export_liveness(model_path: Path, out: Path, crop_scale: float, *, name: str
 
     from converter.faces import spread
     from converter.lfw import fold_images, shared_dir
-    from converter.quantize import QuantizeError, delegate_partitions, rewrite_prelu
+    from converter.quantize import delegate_partitions
     from edge_verify import __version__ as ev_version
 
     if not 1.0 <= crop_scale <= 10.0:
@@ -151,14 +147,9 @@ def export_liveness(model_path: Path, out: Path, crop_scale: float, *, name: str
     log.info("calibrating on %d crops (%d live photos, %d synthetic attacks)", len(calib),
              int(calib_live.sum()), int((~calib_live).sum()))
 
-    try:
-        conv_model, n_prelu = rewrite_prelu(model)
-    except QuantizeError as exc:
-        raise ExportError(str(exc)) from None
-    ref = keras_logits(model, held)
-    rewrite_diff = float(np.abs(keras_logits(conv_model, held[:8]) - ref[:8]).max())
-    if rewrite_diff > 1e-3:
-        raise ExportError(f"PReLU rewrite changed the float output by {rewrite_diff:.2g}")
+    conv_model, n_prelu = rewrite_checked(model)
+    ref = keras_embed(model, held).astype(np.float64)
+    rewrite_max_abs_diff = rewrite_diff(conv_model, held, ref)
     float_content = convert(conv_model, None)
     content = convert(conv_model, calib, range_mode)
     rep = check_int8(content)
@@ -200,20 +191,13 @@ def export_liveness(model_path: Path, out: Path, crop_scale: float, *, name: str
     import json
 
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
-    report: dict[str, Any] = {"prelu_rewritten": n_prelu, "rewrite_max_abs_diff": rewrite_diff,
+    report: dict[str, Any] = {"prelu_rewritten": n_prelu, "rewrite_max_abs_diff": rewrite_max_abs_diff,
                               "ops": rep.op_counts, "size_bytes": len(content),
                               "float_size_bytes": len(float_content), "validation": validation}
     parts, n_ops = delegate_partitions(str(out))
     report["xnnpack"] = {"partitions": parts, "ops": n_ops}
     if bench:
-        from converter.quantize import benchmark
-
-        with tempfile.TemporaryDirectory() as tmp:
-            fpath = Path(tmp) / "float.tflite"
-            fpath.write_bytes(float_content)
-            for threads in (1, 2):
-                report[f"ms_per_face_{threads}t"] = round(benchmark(str(out), held, threads), 2)
-                report[f"float_ms_per_face_{threads}t"] = round(benchmark(str(fpath), held, threads), 2)
+        time_per_face(report, out, float_content, held)
     return ExportResult(out, manifest, report)
 
 

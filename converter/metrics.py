@@ -124,8 +124,14 @@ def tau_at_far(distances: npt.ArrayLike, same: npt.ArrayLike, far: float) -> flo
     if not 0.0 <= far <= 1.0:
         raise MetricsError(f"FAR must be within [0, 1], got {far}")
     _, impostor = _split(distances, same)
-    k = int(np.floor(far * impostor.size + 1e-9))
-    return float("inf") if k >= impostor.size else float(impostor[k])
+    return tau_from_sorted(impostor, far)
+
+
+def tau_from_sorted(impostor_sorted: np.ndarray, rate: float) -> float:
+    """The largest tau accepting at most k = floor(rate * n) of n sorted impostor distances: the (k+1)-th
+    smallest (accepting is strict); +inf when every impostor may pass."""
+    k = int(np.floor(rate * impostor_sorted.size + 1e-9))
+    return float("inf") if k >= impostor_sorted.size else float(impostor_sorted[k])
 
 
 def tar_at_far(distances: npt.ArrayLike, same: npt.ArrayLike, far: float) -> tuple[float, float]:

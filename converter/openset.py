@@ -181,12 +181,12 @@ def evaluate_config(pool: Pool, size: int, enrol: int, draws: int, seed: int, k:
             for g in range(len(dr.enrolled)):
                 mine = sorted(dr.mated[dr.mated_as == g].tolist())
                 if len(mine) >= k:
-                    m_visits.append(_photo_visit(pool, mine[:n]))
+                    m_visits.append(photo_visit(pool, mine[:n]))
                     m_as.append(g)
             enrolled = set(dr.enrolled.tolist())
             for p, theirs in enumerate(images):
                 if p not in enrolled and theirs.size >= k:
-                    nm_visits.append(_photo_visit(pool, theirs[:n].tolist()))
+                    nm_visits.append(photo_visit(pool, theirs[:n].tolist()))
             for fusion in fusions:
                 add(f"visit_photos_{fusion}", visit_scores(t, m_visits, k, n, fusion), np.array(m_as, int),
                     visit_scores(t, nm_visits, k, n, fusion))
@@ -199,7 +199,7 @@ def evaluate_config(pool: Pool, size: int, enrol: int, draws: int, seed: int, k:
     return out
 
 
-def _photo_visit(pool: Pool, rows: Sequence[int]) -> np.ndarray:
+def photo_visit(pool: Pool, rows: Sequence[int] | np.ndarray) -> np.ndarray:
     v = pool.vectors[list(rows)].copy()
     v[~pool.usable[list(rows)]] = np.nan
     return v

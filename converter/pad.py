@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from converter.evaluate import EvaluateError, Progress
+from converter.evaluate import EvaluateError, Progress, write_json_atomic
+from converter.faces import image_files
 from edge_verify.imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,6 @@ class PadSet:
     live: np.ndarray  # (N,) bool
     species: list[str]  # "bona fide" for live images
     subjects: list[str]  # "" when unknown
-
-
-def _images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_pad_dir(root: Path) -> PadSet:
@@ -86,9 +83,9 @@ def read_pad_dir(root: Path) -> PadSet:
         rel = p.relative_to(base).parts
         return rel[0] if len(rel) > 1 and rel[0] in live_subjects else ""
 
-    found = [(p, True, "bona fide", subject(p, root / "live")) for p in _images(root / "live")]
+    found = [(p, True, "bona fide", subject(p, root / "live")) for p in image_files(root / "live")]
     for folder, name in groups:
-        imgs = [p for p in _images(folder) if folder != root / "attack" or p.parent == folder]
+        imgs = [p for p in image_files(folder) if folder != root / "attack" or p.parent == folder]
         found += [(p, False, name, subject(p, folder)) for p in imgs]
     for p, lv, sp, sub in found:
         paths.append(p)
@@ -296,9 +293,7 @@ def update_manifest_fields(fields: dict[str, Any], manifest: Path | None = None)
     except (OSError, ValueError) as exc:
         raise PadError(f"{path}: cannot read the liveness manifest: {exc}") from None
     data.update(fields)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, data)
     return path
 
 

@@ -9,9 +9,10 @@ Used to calibrate the int8 detector export and to measure detection recall at do
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -101,3 +102,16 @@ def iou(a: tuple[float, ...] | np.ndarray, b: tuple[float, ...] | np.ndarray) ->
     inter = iw * ih
     union = a[2] * a[3] + b[2] * b[3] - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def match_faces(candidates: Sequence[Any], references: Sequence[Any]) -> tuple[list[float], list[float]]:
+    """For each reference face the best-overlapping candidate face: (IoU per reference face, 0 where no
+    candidate; landmark error / reference face width per matched reference face)."""
+    ious: list[float] = []
+    marks: list[float] = []
+    for ref in references:
+        best = max(candidates, key=lambda f: iou(f.bbox, ref.bbox), default=None)
+        ious.append(0.0 if best is None else iou(best.bbox, ref.bbox))
+        if best is not None:
+            marks.append(float(np.abs(best.landmarks - ref.landmarks).max() / ref.bbox[2]))
+    return ious, marks
