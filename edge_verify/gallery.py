@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .access import AccessRule, format_schedule, format_when, make_rule
+from .access import AccessRule, make_rule
 from .errors import GalleryBusyError, GalleryError, NoGalleryError, UnknownPersonError
 from .match import from_int8, to_int8
 from .statedir import default_state_dir, private_file
@@ -302,11 +302,10 @@ class Gallery:
         if rule.unrestricted:
             self._execute("DELETE FROM access_rules WHERE person_id = ?", (found[0],))
             return
+        schedule, valid_from, valid_until = rule.texts()
         self._execute(
             "INSERT OR REPLACE INTO access_rules(person_id, valid_from, valid_until, schedule) VALUES (?, ?, ?, ?)",
-            (found[0], format_when(rule.valid_from) if rule.valid_from else None,
-             format_when(rule.valid_until, end=True) if rule.valid_until else None,
-             format_schedule(rule.windows) if rule.windows else None))
+            (found[0], valid_from, valid_until, schedule))
 
     def access(self, name: str) -> AccessRule:
         """``name``'s access rule; unrestricted when none is set. UnknownPersonError when not enrolled."""

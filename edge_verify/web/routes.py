@@ -172,16 +172,13 @@ async def forget(request: Request) -> Response:
 
 def _schedule_page(request: Request, name: str, status: int = 200, error: str | None = None,
                    form: dict[str, str] | None = None) -> Response:
-    from ..access import format_schedule, format_when
-
     console = state(request).console
     enrolled = console.gallery.resolve(name) if name.strip() else None
     if enrolled is None:
         raise HTTPException(404, f"{name[:64]!r} is not enrolled")
     rule = console.access(enrolled)
-    current = {"windows": format_schedule(rule.windows) if rule.windows else "",
-               "valid_from": format_when(rule.valid_from) if rule.valid_from else "",
-               "valid_until": format_when(rule.valid_until, end=True) if rule.valid_until else ""}
+    windows, valid_from, valid_until = rule.texts()
+    current = {"windows": windows or "", "valid_from": valid_from or "", "valid_until": valid_until or ""}
     return render(request, "schedule.html", status=status, name=enrolled, rule=rule.describe(), error=error,
                   form=form or current)
 
