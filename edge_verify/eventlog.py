@@ -58,10 +58,6 @@ class LoggedEvent:
     event: dict[str, Any]  # as published (schema v1), with its seq
     snapshot: str | None  # the snapshot's file name, when one was kept
 
-    @property
-    def ts(self) -> float:
-        return parse_iso_utc(self.event["ts"])
-
 
 @dataclass(frozen=True)
 class Snapshot:
