@@ -97,7 +97,6 @@ class DaemonControl:
 
             token = self.d.tap.add(observe, faces=2, flip=True)  # templates, flip-averaged as from photos
             try:
-                progress({"state": "guide", "kept": 0, "k": k, "message": "look at the camera"})
                 outcome = drive(session, _until(frames, timeout_s), timeout_s, progress)
             finally:
                 self.d.tap.remove(token)
