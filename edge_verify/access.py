@@ -61,12 +61,19 @@ class AccessRule:
     def unrestricted(self) -> bool:
         return self.valid_from is None and self.valid_until is None and not self.windows
 
+    def texts(self) -> tuple[str | None, str | None, str | None]:
+        """(schedule, valid_from, valid_until) as text, None where unset: the inverse of :func:`make_rule`."""
+        return (format_schedule(self.windows) if self.windows else None,
+                format_when(self.valid_from) if self.valid_from is not None else None,
+                format_when(self.valid_until, end=True) if self.valid_until is not None else None)
+
     def describe(self) -> str:
-        parts = [format_schedule(self.windows) if self.windows else "any time"]
-        if self.valid_from is not None:
-            parts.append(f"from {format_when(self.valid_from)}")
-        if self.valid_until is not None:
-            parts.append(f"until {format_when(self.valid_until, end=True)}")
+        schedule, valid_from, valid_until = self.texts()
+        parts = [schedule or "any time"]
+        if valid_from is not None:
+            parts.append(f"from {valid_from}")
+        if valid_until is not None:
+            parts.append(f"until {valid_until}")
         return ", ".join(parts)
 
 

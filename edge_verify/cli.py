@@ -329,17 +329,16 @@ def _people_check(args: argparse.Namespace, gallery: Any, manifest: Any) -> int:
 
 
 def _schedule(gallery: Any, args: argparse.Namespace) -> int:
-    from .access import AccessRule, format_schedule, format_when, make_rule
+    from .access import AccessRule, make_rule
 
     rule = gallery.access(args.name)
     if args.clear or args.windows is not None or args.valid_from is not None or args.valid_until is not None:
         old = AccessRule() if args.clear else rule
         windows = None if args.windows is None else ("" if args.windows.strip().lower() == "any" else args.windows)
-        rule = make_rule(
-            format_schedule(old.windows) if windows is None else windows,
-            (format_when(old.valid_from) if old.valid_from else None) if args.valid_from is None else args.valid_from,
-            (format_when(old.valid_until, end=True) if old.valid_until else None) if args.valid_until is None
-            else args.valid_until)
+        old_schedule, old_from, old_until = old.texts()
+        rule = make_rule(old_schedule if windows is None else windows,
+                         old_from if args.valid_from is None else args.valid_from,
+                         old_until if args.valid_until is None else args.valid_until)
         gallery.set_access(args.name, rule)
     print(f"{gallery.resolve(args.name) or args.name.strip()}: {rule.describe()}")
     return EXIT_OK

@@ -321,6 +321,18 @@ def _check(cfg: Config) -> Config:
         raise ConfigError(f"mqtt.reconnect_min_s: must be <= mqtt.reconnect_max_s ({m.reconnect_max_s})")
     if c.type in ("directory", "video") and not c.source:
         raise ConfigError(f"camera.source: needed for camera.type = {c.type!r}")
+    check_mqtt_tls(m)
+    for ch in "#+/":
+        if ch in cfg.device_id:
+            raise ConfigError(f"device.id: must not contain {ch!r}, got {cfg.device_id!r}")
+    check_topic_prefix(m)
+    _check_web(cfg.web)
+    return cfg
+
+
+def check_mqtt_tls(m: MqttConfig) -> None:
+    """The [mqtt] TLS checks shared with the door's config: tls set when a CA, cert or key file is, cert
+    and key together, and each named file present."""
     if (m.cert_file or m.key_file or m.ca_file) and not m.tls:
         raise ConfigError("mqtt.tls: must be true when mqtt.ca_file, cert_file or key_file is set")
     if bool(m.cert_file) != bool(m.key_file):
@@ -329,13 +341,12 @@ def _check(cfg: Config) -> Config:
         value = getattr(m, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"mqtt.{key}: no such file: {value}")
-    for ch in "#+/":
-        if ch in cfg.device_id:
-            raise ConfigError(f"device.id: must not contain {ch!r}, got {cfg.device_id!r}")
+
+
+def check_topic_prefix(m: MqttConfig) -> None:
+    """mqtt.topic_prefix holds no MQTT wildcard (shared with the door's config)."""
     if any(ch in m.topic_prefix for ch in "#+"):
         raise ConfigError(f"mqtt.topic_prefix: must not contain # or +, got {m.topic_prefix!r}")
-    _check_web(cfg.web)
-    return cfg
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -422,9 +433,16 @@ def default_config_path() -> Path | None:
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
     """Read and validate a TOML config (None: the default location, or built-in defaults), then apply
     ``overrides`` ({section: {key: value}}, from the command line) with the same checks."""
-    data: dict[str, Any] = {}
     if path is None:
         path = default_config_path()
+    return parse(read_data(path, overrides))
+
+
+def read_data(path: str | Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The TOML document at ``path`` (None: empty) as a dict, with ``overrides`` ({section: {key: value}},
+    None values skipped) merged in; ConfigError when the file cannot be read or is not TOML, or when an
+    overridden section is not a table. Shared with the door's config."""
+    data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         try:
@@ -439,4 +457,4 @@ def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | 
         if not isinstance(data.get(section, {}), dict):
             raise ConfigError(f"{section}: must be a table")
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
-    return parse(data)
+    return data

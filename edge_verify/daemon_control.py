@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from .enrol_session import EnrolSession, EnrolSettings
 from .enrolment import among, check_new_name, matcher
 from .errors import EnrolmentError, GalleryError
 from .match import Decision
+from .statedir import disk_space
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -44,13 +44,8 @@ class DaemonControl:
     def health(self) -> dict[str, Any]:
         d = self.d
         state = d.state()
-        try:
-            disk = shutil.disk_usage(d.cfg.state_path)
-            disk_free = {"free_mb": disk.free // 2**20, "total_mb": disk.total // 2**20}
-        except OSError:
-            disk_free = None
         return {**state, "telemetry": d.telemetry.last, "frames": d.telemetry.frames, "events": d.sink.emitted,
-                "disk": disk_free, "model_name": d.model_name,
+                "disk": disk_space(d.cfg.state_path), "model_name": d.model_name,
                 "live_view": d.cfg.web.live_view, "enrolling": self._enrolling.locked()}
 
     # -- live view ----------------------------------------------------------------------------------
@@ -102,7 +97,6 @@ class DaemonControl:
 
             token = self.d.tap.add(observe, faces=2, flip=True)  # templates, flip-averaged as from photos
             try:
-                progress({"state": "guide", "kept": 0, "k": k, "message": "look at the camera"})
                 outcome = drive(session, _until(frames, timeout_s), timeout_s, progress)
             finally:
                 self.d.tap.remove(token)

@@ -32,8 +32,10 @@ Item = tuple[float, "FrameResult", np.ndarray]  # (ts, faces of the frame, the f
 
 def drive(session: EnrolSession, items: Iterable[Item], timeout_s: float, on_progress: OnProgress,
           clock: Callable[[], float] = time.monotonic) -> tuple[Progress, str]:
-    """Feed frames to the session until it finishes, ``timeout_s`` passes or the frames end: the last
-    progress and why it stopped. Each change of what to tell the person is reported once."""
+    """Tell the person to look at the camera, then feed frames to the session until it finishes,
+    ``timeout_s`` passes or the frames end: the last progress and why it stopped. Each change of what to
+    tell the person is reported once."""
+    on_progress({"state": "guide", "kept": 0, "k": session.settings.k, "message": "look at the camera"})
     deadline = clock() + timeout_s
     said: tuple[str, int] | None = None
     last = Progress("guide", 0, session.settings.k, "no frame from the camera")
@@ -84,7 +86,6 @@ def enrol_here(cfg: Config, name: str, settings: EnrolSettings, new: bool, on_pr
         clean = check_new_name(fv.gallery.resolve, name) if new else name.strip()
         fv.gallery.check_model()
         session = EnrolSession(clean, matcher(fv), fv.tau, settings)
-        on_progress({"state": "guide", "kept": 0, "k": settings.k, "message": "look at the camera"})
         outcome = drive(session, _frames(cfg, fv, settings.timeout_s), settings.timeout_s, on_progress)
         return finish(session, outcome, fv)
     finally:

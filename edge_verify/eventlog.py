@@ -58,10 +58,6 @@ class LoggedEvent:
     event: dict[str, Any]  # as published (schema v1), with its seq
     snapshot: str | None  # the snapshot's file name, when one was kept
 
-    @property
-    def ts(self) -> float:
-        return parse_iso_utc(self.event["ts"])
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -167,5 +163,12 @@ class EventLog:
         return int(self._run("SELECT COALESCE(SUM(bytes), 0) FROM snapshots")[0][0])
 
     def drop_snapshots(self, event_ids: Sequence[str]) -> None:
-        for eid in event_ids:
-            self._change("DELETE FROM snapshots WHERE event_id = ?", (eid,))
+        """Forget the snapshot rows of ``event_ids``, in one transaction (all or none)."""
+        if not event_ids:
+            return
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("DELETE FROM snapshots WHERE event_id = ?", [(eid,) for eid in event_ids])
+        except sqlite3.Error as e:
+            raise EventLogError(f"event log {self.path}: {e}", transient=True) from None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .access import AccessRule, format_schedule, format_when, make_rule
+from .access import AccessRule, make_rule
 from .errors import GalleryBusyError, GalleryError, NoGalleryError, UnknownPersonError
 from .match import from_int8, to_int8
 from .statedir import default_state_dir, private_file
@@ -210,6 +210,13 @@ class Gallery:
         except sqlite3.Error as exc:
             raise self._error(exc, "read it") from None
 
+    def _require(self, name: str) -> int:
+        """The id of an enrolled person; UnknownPersonError when ``name`` is not enrolled."""
+        found = self._find(name)
+        if found is None:
+            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        return found[0]
+
     def resolve(self, name: str) -> str | None:
         """The enrolled name that ``name`` stands for ("TONY" -> "tony"), or None."""
         found = self._find(name)
@@ -243,10 +250,7 @@ class Gallery:
 
     def forget(self, name: str) -> int:
         """Remove a person and their templates; returns how many templates went."""
-        found = self._find(name)
-        if found is None:
-            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
-        pid = found[0]
+        pid = self._require(name)
         try:
             with self._lock, self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -296,25 +300,20 @@ class Gallery:
     # -- access rules: stored here, evaluated by edge_verify/access.py ---------------------------------
     def set_access(self, name: str, rule: AccessRule) -> None:
         """Replace ``name``'s access rule (an unrestricted rule removes it)."""
-        found = self._find(name)
-        if found is None:
-            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        pid = self._require(name)
         if rule.unrestricted:
-            self._execute("DELETE FROM access_rules WHERE person_id = ?", (found[0],))
+            self._execute("DELETE FROM access_rules WHERE person_id = ?", (pid,))
             return
+        schedule, valid_from, valid_until = rule.texts()
         self._execute(
             "INSERT OR REPLACE INTO access_rules(person_id, valid_from, valid_until, schedule) VALUES (?, ?, ?, ?)",
-            (found[0], format_when(rule.valid_from) if rule.valid_from else None,
-             format_when(rule.valid_until, end=True) if rule.valid_until else None,
-             format_schedule(rule.windows) if rule.windows else None))
+            (pid, valid_from, valid_until, schedule))
 
     def access(self, name: str) -> AccessRule:
         """``name``'s access rule; unrestricted when none is set. UnknownPersonError when not enrolled."""
-        found = self._find(name)
-        if found is None:
-            raise UnknownPersonError(f"{name.strip()!r} is not enrolled")
+        pid = self._require(name)
         rows = self._execute("SELECT schedule, valid_from, valid_until FROM access_rules WHERE person_id = ?",
-                             (found[0],))
+                             (pid,))
         return make_rule(*rows[0]) if rows else AccessRule()
 
     def access_rules(self) -> dict[str, AccessRule]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def default_state_dir() -> Path:
             return Path(value.split(":")[0])
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "edge-verify"
+
+
+def disk_space(path: Path) -> dict[str, int] | None:
+    """Free and total space (MiB) of the file system holding ``path`` for health reports:
+    ``{"free_mb", "total_mb"}``, None when it cannot be read."""
+    try:
+        disk = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return {"free_mb": disk.free // 2**20, "total_mb": disk.total // 2**20}
 
 
 def _make_private(path: Path, st: os.stat_result, mode: int, what: str) -> None:

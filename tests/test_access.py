@@ -35,6 +35,16 @@ def test_parse_and_format_round_trip() -> None:
     assert access.format_schedule(parse_schedule("Sat-Mon 08:00-09:00")) == "Sat-Mon 08:00-09:00"
 
 
+def test_rule_texts_are_the_inverse_of_make_rule() -> None:
+    assert AccessRule().texts() == (None, None, None)
+    for texts in [("Mon-Fri 07:00-19:00", None, None), (None, "2025-03-01", "2025-12-31"),
+                  ("daily 22:00-06:00", "2025-03-01T08:30", "2025-12-31T18:00")]:
+        rule = make_rule(*texts)
+        assert rule.texts() == texts and make_rule(*rule.texts()) == rule
+    rule = make_rule("Sat 09:00-13:00", "2025-03-01", "2025-12-31")
+    assert rule.describe() == "Sat 09:00-13:00, from 2025-03-01, until 2025-12-31"
+
+
 @pytest.mark.parametrize("bad, message", [
     ("", "empty schedule"), ("Mon-Fri", "expected DAYS"), ("Funday 07:00-08:00", "unknown day"),
     ("Mon 7-8", "expected a time range"), ("Mon 24:00-08:00", "bad time"), ("Mon 07:60-08:00", "bad time"),

@@ -72,6 +72,15 @@ def test_protocol(tmp_path: Path) -> None:
         ControlClient(path).health()
 
 
+def test_disk_space(tmp_path: Path) -> None:
+    """The health reports' disk block (daemon and console): MiB free and total, None when unreadable."""
+    from edge_verify.statedir import disk_space
+
+    disk = disk_space(tmp_path)
+    assert disk is not None and set(disk) == {"free_mb", "total_mb"} and 0 <= disk["free_mb"] <= disk["total_mb"]
+    assert disk_space(tmp_path / "missing") is None
+
+
 @needs_model
 @pytest.mark.slow
 def test_daemon_enrols_from_its_camera_and_logs_events(tmp_path: Path) -> None:

@@ -44,6 +44,33 @@ def test_bad_config_names_the_key(data: dict[str, object], message: str) -> None
         door_config.parse(data)
 
 
+@pytest.mark.parametrize("mqtt, message", [
+    ({"cert_file": "/x"}, "mqtt.tls: must be true when"),
+    ({"tls": True, "cert_file": "/x"}, "mqtt.cert_file: cert_file and key_file go together"),
+    ({"tls": True, "ca_file": "/nonexistent/ca.pem"}, "mqtt.ca_file: no such file: /nonexistent/ca.pem"),
+    ({"topic_prefix": "a/#"}, "mqtt.topic_prefix: must not contain # or +"),
+])
+def test_mqtt_checks_match_the_daemon(mqtt: dict[str, object], message: str) -> None:
+    """The door checks [mqtt] as the verifier's config does, message for message."""
+    from edge_verify import config as verifier_config
+
+    for parse in (door_config.parse, verifier_config.parse):
+        with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+            parse({"mqtt": mqtt})
+
+
+def test_load_overrides(tmp_path: Path) -> None:
+    conf = tmp_path / "door.toml"
+    conf.write_text(f'[door]\nid = "front"\n[verifiers]\ncam1 = "{KEY}"\n')
+    cfg = door_config.load(conf, {"door": {"id": "back", "unlock_s": None}, "mqtt": {"host": "mq"}})
+    assert cfg.door.id == "back" and cfg.door.unlock_s == 5.0 and cfg.mqtt.host == "mq"
+    conf.write_text('door = 1\n')
+    with pytest.raises(ConfigError, match="door: must be a table"):
+        door_config.load(conf, {"door": {"id": "back"}})
+    with pytest.raises(ConfigError, match=r"cannot read config .*nope\.toml"):
+        door_config.load(tmp_path / "nope.toml")
+
+
 def test_verifiers_and_allow() -> None:
     other = Signer.generate()
     cfg = door_config.parse({"verifiers": {"cam1": KEY, "cam2": [other.public_b64(), KEY]},

@@ -138,6 +138,30 @@ def _templates_are_flip_averaged(cfg_path: Path, cam: Path) -> None:
         fv.close()
 
 
+def test_drive_says_look_at_the_camera_first_and_each_change_once() -> None:
+    """drive() opens with the guide line (for the daemon and the CLI alike), then reports each change once;
+    a first frame with the same words is still reported (the opening line is not part of the dedup)."""
+    from types import SimpleNamespace
+
+    from edge_verify.enrol_camera import drive
+    from edge_verify.enrol_session import Progress
+
+    said = [Progress("guide", 0, 3, "look at the camera"), Progress("guide", 0, 3, "look at the camera"),
+            Progress("kept", 1, 3, "good"), Progress("done", 3, 3, "done")]
+    feed = iter(said)
+    session = SimpleNamespace(settings=EnrolSettings(k=3), feed=lambda ts, faces: next(feed))
+    lines: list[dict[str, object]] = []
+    items = [(float(i), None, None) for i in range(4)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("edge_verify.enrol_camera.observed", lambda result, image: [])
+        last, why = drive(session, items, 60.0, lines.append)  # type: ignore[arg-type]
+    first = {"state": "guide", "kept": 0, "k": 3, "message": "look at the camera"}
+    assert lines == [first, first, said[2].to_dict(), said[3].to_dict()] and (last.state, why) == ("done", "done")
+    lines.clear()
+    assert drive(session, [], 60.0, lines.append)[1] == "the camera gave no more frames"  # type: ignore[arg-type]
+    assert lines == [first]
+
+
 def test_enroll_from_the_camera_without_a_daemon(tmp_path: Path) -> None:
     cam = camera_replay(tmp_path / "cam")
     cfg = tmp_path / "c.toml"

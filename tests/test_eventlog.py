@@ -60,6 +60,21 @@ def test_retention_by_age_and_rows(tmp_path: Path) -> None:
     assert min(r.event["seq"] for r in log.query(limit=1000)) == 52  # the oldest went first
 
 
+def test_drop_snapshots_in_one_transaction(tmp_path: Path) -> None:
+    from edge_verify.eventlog import Snapshot
+
+    log = EventLog(tmp_path)
+    for i in range(5):
+        log.add_snapshot(Snapshot(f"e{i}", "alice", NOW + i, f"e{i}.jpg", 100))
+    log.drop_snapshots([])
+    log.drop_snapshots(["e1", "e3", "not-there"])
+    assert [s.event_id for s in log.snapshots()] == ["e0", "e2", "e4"] and log.snapshot_bytes() == 300
+    assert not log._db.in_transaction  # committed, not left open
+    log.drop_snapshots(["e0", "e2", "e4"])
+    log.close()
+    assert EventLog(tmp_path).snapshots() == []  # kept across a restart
+
+
 def test_sink_logs_each_event_once_stored(tmp_path: Path) -> None:
     log = EventLog(tmp_path)
     outbox = Outbox(tmp_path / "outbox.sqlite3")

@@ -84,6 +84,8 @@ def test_nothing_is_reachable_without_a_login(app_for: Any, verifier_factory: An
         else:
             assert (r.status_code, r.headers["location"]) == (303, "/login"), (method, path)
         assert "Secret_Person" not in r.text, (method, path)
+    # only /login itself is open, not what merely starts with it
+    assert (anonymous.get("/login/x").status_code, anonymous.get("/loginx").status_code) == (303, 303)
     # a made-up or expired session cookie is no session
     anonymous.cookies.set(COOKIE, "forged")
     assert anonymous.get("/people").status_code == 303

@@ -8,7 +8,6 @@ and bad values raise a one-line :class:`ConfigError` naming the key, as for the 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..config import LogConfig, MqttConfig
+from ..config import LogConfig, MqttConfig, check_mqtt_tls, check_topic_prefix, read_data
 from ..config import _f as spec
 from ..config import _section as section
 from ..errors import ConfigError, SigningError
@@ -153,15 +152,8 @@ def parse(data: dict[str, Any]) -> DoorConfig:
         raise ConfigError("relay.pin: needed (e.g. \"GPIO17\")")
     if cfg.contact.pin and cfg.contact.pin == cfg.relay.pin:
         raise ConfigError("contact.pin: must differ from relay.pin")
-    if (m.cert_file or m.key_file or m.ca_file) and not m.tls:
-        raise ConfigError("mqtt.tls: must be true when mqtt.ca_file, cert_file or key_file is set")
-    if bool(m.cert_file) != bool(m.key_file):
-        raise ConfigError("mqtt.cert_file: cert_file and key_file go together")
-    for key in ("ca_file", "cert_file", "key_file"):
-        if getattr(m, key) and not Path(getattr(m, key)).is_file():
-            raise ConfigError(f"mqtt.{key}: no such file: {getattr(m, key)}")
-    if any(ch in m.topic_prefix for ch in "#+"):
-        raise ConfigError(f"mqtt.topic_prefix: must not contain # or +, got {m.topic_prefix!r}")
+    check_mqtt_tls(m)
+    check_topic_prefix(m)
     return cfg
 
 
@@ -173,19 +165,6 @@ def default_config_text() -> str:
 def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> DoorConfig:
     """Read and validate door.toml (None: /etc/edge-verify/door.toml if present, else defaults), then apply
     ``overrides`` ({section: {key: value}}) with the same checks."""
-    data: dict[str, Any] = {}
     if path is None and DEFAULT_PATH.is_file():
         path = DEFAULT_PATH
-    if path is not None:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_bytes().decode("utf-8"))
-        except OSError as e:
-            raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    for name, values in (overrides or {}).items():
-        if not isinstance(data.get(name, {}), dict):
-            raise ConfigError(f"{name}: must be a table")
-        data.setdefault(name, {}).update({k: v for k, v in values.items() if v is not None})
-    return parse(data)
+    return parse(read_data(path, overrides))

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "ev_session"
 LOGIN_COOKIE = "ev_login"  # the login form's CSRF token, before there is a session
-OPEN_PATHS = ("/login", "/static/")
 MAX_FORM_BYTES = 16 * 1024 * 1024  # multipart uploads: 10 photos of up to 15 MB are refused by size first
 
 
@@ -56,7 +55,7 @@ def session_of(request: Request) -> Session:
 
 
 class LoginGate:
-    """ASGI middleware: a request without a valid session reaches only the open paths."""
+    """ASGI middleware: a request without a valid session reaches only ``/login`` (exactly) and ``/static/``."""
 
     def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
         self.app, self.sessions = app, sessions

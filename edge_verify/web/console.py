@@ -12,7 +12,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from ..errors import EdgeVerifyError, GalleryError
 from ..eventlog import EventLog, LoggedEvent
 from ..gallery import Gallery, Person
 from ..snapshots import SnapshotStore
+from ..statedir import disk_space
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +208,7 @@ class Console:
         local: dict[str, Any] = {"model_name": self.manifest.name, "model": self.manifest.sha256,
                                  "people": len(self.gallery.people()), "events_logged": self.eventlog.count(),
                                  "state_dir": str(self.state), "snapshots": self.cfg.events.snapshots}
-        try:
-            disk = shutil.disk_usage(self.state)
-            local["disk"] = {"free_mb": disk.free // 2**20, "total_mb": disk.total // 2**20}
-        except OSError:
-            local["disk"] = None
+        local["disk"] = disk_space(self.state)
         try:
             daemon: dict[str, Any] | None = self.daemon.health()
             error = None

@@ -41,17 +41,21 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
+def _login_form(request: Request, token: str, error: str | None, status: int = 200) -> Response:
+    """The login page with its form token, and the token's cookie (only for /login, an hour)."""
+    response = render(request, "login.html", status=status, login_csrf=token, error=error)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=state(request).secure_cookies,
+                        path="/login", max_age=3600)
+    return response
+
+
 async def login_page(request: Request) -> Response:
     import secrets
 
     if request.scope.get("ev_session") is not None:
         return redirect("/people")
     # one token per browser until it logs in: a page loaded twice (or in two tabs) still logs in
-    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = render(request, "login.html", login_csrf=token, error=None)
-    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=state(request).secure_cookies,
-                        path="/login", max_age=3600)
-    return response
+    return _login_form(request, request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32), None)
 
 
 async def login(request: Request) -> Response:
@@ -63,10 +67,7 @@ async def login(request: Request) -> Response:
     retry = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
 
     def again(error: str, status: int) -> Response:
-        response = render(request, "login.html", status=status, login_csrf=retry, error=error)
-        response.set_cookie(LOGIN_COOKIE, retry, httponly=True, samesite="strict", secure=st.secure_cookies,
-                            path="/login", max_age=3600)
-        return response
+        return _login_form(request, retry, error, status)
 
     if not same(str(form.get("csrf") or ""), request.cookies.get(LOGIN_COOKIE)):
         return again("the login form expired: try again", 403)
@@ -172,16 +173,13 @@ async def forget(request: Request) -> Response:
 
 def _schedule_page(request: Request, name: str, status: int = 200, error: str | None = None,
                    form: dict[str, str] | None = None) -> Response:
-    from ..access import format_schedule, format_when
-
     console = state(request).console
     enrolled = console.gallery.resolve(name) if name.strip() else None
     if enrolled is None:
         raise HTTPException(404, f"{name[:64]!r} is not enrolled")
     rule = console.access(enrolled)
-    current = {"windows": format_schedule(rule.windows) if rule.windows else "",
-               "valid_from": format_when(rule.valid_from) if rule.valid_from else "",
-               "valid_until": format_when(rule.valid_until, end=True) if rule.valid_until else ""}
+    windows, valid_from, valid_until = rule.texts()
+    current = {"windows": windows or "", "valid_from": valid_from or "", "valid_until": valid_until or ""}
     return render(request, "schedule.html", status=status, name=enrolled, rule=rule.describe(), error=error,
                   form=form or current)
 
