@@ -50,9 +50,14 @@ class FrameTap:
         per face, only while such an observer is registered."""
         return any(f for _, _, f in self._observers.values())
 
-    def notify(self, frame: Frame, result: FrameResult | None, decision: Decision | None) -> None:
-        for observer, _, _ in self._observers.values():
+    def notify(self, frame: Frame, result: FrameResult | None, decision: Decision | None, faces: int = 0,
+               flip: bool = False) -> None:
+        """Each observer sees the frame; its result only when the frame was processed for what the
+        observer needs (``faces`` per frame, ``flip``-averaged encodings): one that registered while the
+        frame was being processed gets ``None`` for that frame, not a result made without its needs."""
+        for observer, n, wants_flip in self._observers.values():
+            met = n <= faces and (flip or not wants_flip)
             try:
-                observer(frame, result, decision)
+                observer(frame, result if met else None, decision)
             except Exception:
                 log.exception("frame observer failed")

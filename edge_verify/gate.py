@@ -110,6 +110,7 @@ class Gate:
         self.cfg, self.verifier, self.sink, self.claims, self.clock = cfg, verifier, sink, claims, clock
         self.tap = tap or FrameTap()
         self._result: FrameResult | None = None  # of the frame being handled
+        self._processed_for: tuple[int, bool] = (0, False)  # (faces, flip) the frame was processed with
         self._decision: Decision | None = None
         d, a = cfg.decision, cfg.access
         self.matcher = verifier.matcher(d.security, d.k, d.n, cfg.model.tau)
@@ -198,6 +199,7 @@ class Gate:
         t0 = time.perf_counter()
         latency: dict[str, float] = {}
         self._result = self._decision = None
+        self._processed_for = (0, False)
         try:
             verdict = self._decide(frame, latency)
         except Exception as e:
@@ -207,7 +209,7 @@ class Gate:
         if verdict is not None:
             self.emit(verdict, latency, frame)
         if self.tap.active:
-            self.tap.notify(frame, self._result, self._decision)
+            self.tap.notify(frame, self._result, self._decision, *self._processed_for)
         return latency
 
     def _decide(self, frame: Frame, latency: dict[str, float]) -> Verdict | None:
@@ -216,9 +218,10 @@ class Gate:
         if idle and not self.tap.active:
             return None  # nothing to verify against: no work until a claim arrives
         q = self.cfg.quality
-        result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=max(q.max_faces, self.tap.faces()),
-                                       detect_image=frame.lores, flip=True if self.tap.flip() else None)
-        self._result = result
+        max_faces, flip = max(q.max_faces, self.tap.faces()), self.tap.flip()
+        result = self.verifier.process(frame.image, only_ok=q.require_ok, max_faces=max_faces,
+                                       detect_image=frame.lores, flip=True if flip else None)
+        self._result, self._processed_for = result, (max_faces, flip)
         latency.update(result.timings_ms)
         faces = [f for f in result.faces[:q.max_faces] if f.embedding is not None]
         if idle:  # processed for an observer only: no vote without a claim

@@ -71,3 +71,22 @@ def test_frames_are_flip_averaged_only_while_an_enrolment_observes(tmp_path: Pat
     gate.tap.remove(live_view)
     # None: the embedder's own setting (one encoder run per face); True: crop and mirror, as templates are made
     assert verifier.flips == [None, None, True, None]
+
+
+def test_an_observer_registered_mid_frame_gets_no_result_made_without_its_needs(tmp_path: Path) -> None:
+    """An enrolment that registers while a frame is being processed must not take that frame's plain,
+    one-face result as a template: it sees the frame without a result, and the next one as it asked."""
+    gate, verifier, _ = _gate(tmp_path, "identify")
+    seen: list[tuple[int, Any]] = []
+    real = verifier.process
+
+    def process(*args: Any, **kwargs: Any) -> Any:
+        if not gate.tap.active:  # the enrolment arrives between processing and notification
+            gate.tap.add(lambda f, r, d: seen.append((f.index, r)), faces=2, flip=True)
+        return real(*args, **kwargs)
+
+    verifier.process = process  # type: ignore[method-assign]
+    gate.handle(_frame(0))
+    gate.handle(_frame(1))
+    assert verifier.flips == [None, True]
+    assert seen[0] == (0, None) and seen[1][0] == 1 and seen[1][1] is not None
